@@ -32,7 +32,7 @@ class SentenceChunker(LevelChunker):
         if sentences_per_chunk is not None:
             check_int("sentences_per_chunk", sentences_per_chunk, low=1)
         self.sentences_per_chunk = sentences_per_chunk
-        self.levels = (SENTENCES.with_(max_pieces=sentences_per_chunk), CLAUSES, WORDS)
+        self.levels = (SENTENCES.with_(eager=True, max_pieces=sentences_per_chunk), CLAUSES, WORDS)
 
 
 @register("paragraph")
@@ -41,7 +41,7 @@ class ParagraphChunker(LevelChunker):
     ``min_tokens`` are merged with the next ones (within the budget), paragraphs
     over the budget are split at line breaks, sentences, clauses and words."""
 
-    levels = (BLANK_LINES, LINES, SENTENCES, CLAUSES, WORDS)
+    levels = (BLANK_LINES.with_(eager=True), LINES, SENTENCES, CLAUSES, WORDS)
 
     def __init__(self, *, min_tokens: int = 64, **common: Any) -> None:
         super().__init__(**common)

@@ -29,7 +29,7 @@ Span = tuple[int, int, int]  # start, end, section
 
 
 class _Planner:
-    def __init__(self, source: Source, measure: Measure, levels: Sequence[SplitLevel], budget: int, min_tokens: int) -> None:
+    def __init__(self, source: Source, measure: Measure, levels: Sequence[SplitLevel], budget: int, min_tokens: int | None) -> None:
         self.source = source
         self.text = source.text
         self.measure = measure
@@ -65,7 +65,7 @@ class _Planner:
             self.windows(a, b)
             return
         level = self.levels[li]
-        if not level.hard and count(a, b) <= self.budget:
+        if not (level.hard or level.eager) and count(a, b) <= self.budget:
             self.out.append((a, b, self.section))
             return
         cuts = self.boundaries(level, a, b)
@@ -95,7 +95,7 @@ class _Planner:
                 group = [s, e, 1]
             elif (
                 (max_pieces is not None and group[2] >= max_pieces)
-                or (min_tokens and count(group[0], group[1]) >= min_tokens)
+                or (min_tokens is not None and count(group[0], group[1]) >= min_tokens)
                 or count(group[0], e) > budget
             ):
                 self.out.append((group[0], group[1], self.section))
@@ -119,7 +119,7 @@ class LevelChunker(Chunker):
     """A chunker defined by its ordered ``levels``; see the module docstring."""
 
     levels: tuple[SplitLevel, ...] = ()
-    min_tokens: int = 0
+    min_tokens: int | None = None  # None: fill up to the budget; else stop merging once a chunk reaches it
 
     def split_levels(self) -> Sequence[SplitLevel]:
         return self.levels

@@ -139,12 +139,15 @@ def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
 
 @dataclass(frozen=True)
 class SplitLevel:
-    """One kind of boundary. ``hard``: pieces are never merged across it (each
-    becomes its own section). ``max_pieces``: at most this many pieces per chunk."""
+    """One kind of boundary. ``eager``: cut here even when the span fits (the
+    chunker's unit is this level's piece, e.g. a sentence), then merge by policy.
+    ``hard``: eager, and pieces are never merged across it (each becomes its own
+    section). ``max_pieces``: at most this many pieces per chunk."""
 
     name: str
     find: Finder
     hard: bool = False
+    eager: bool = False
     max_pieces: int | None = None
 
     def with_(self, **changes) -> "SplitLevel":
