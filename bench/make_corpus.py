@@ -49,6 +49,9 @@ SOURCES: list[tuple[str, list[str], list[str]]] = [
         ["usr/share/doc/debian-handbook/html/en-US/*.html"],
         ["*/index.html", "*/ix01.html"],
     ),
+    ("installation-guide-amd64", ["usr/share/doc/installation-guide-amd64/en/*.html"], ["*/index.html"]),
+    ("debian-faq", ["usr/share/doc/debian/FAQ/*.en.html"], ["*/index.en.html"]),
+    ("debian-kernel-handbook", ["usr/share/doc/debian-kernel-handbook/kernel-handbook.html/*.html"], ["*/index.html"]),
     (
         "developers-reference",
         ["usr/share/developers-reference/*.html"],
@@ -61,7 +64,15 @@ SOURCES: list[tuple[str, list[str], list[str]]] = [
         ["*/index.html", "*/search.html", "*/genindex.html"],
     ),
     ("gnu-standards", ["usr/share/doc/gnu-standards/standards.html", "usr/share/doc/gnu-standards/maintain.html"], []),
-    ("bash-doc", ["usr/share/doc/bash/bashref.html"], []),
+    (
+        "python-django-doc",  # Django's introduction, topic guides, HOWTOs, FAQ, internals, reference (no release notes)
+        [
+            f"usr/share/doc/python-django-doc/html/{part}/**/*.html"
+            for part in ("intro", "topics", "howto", "faq", "internals", "misc", "ref")
+        ]
+        + ["usr/share/doc/python-django-doc/html/glossary.html"],
+        ["*/index.html"],
+    ),
     (
         "python3.11-doc",  # tutorial, language reference, HOWTOs, FAQ, library reference
         [
@@ -71,6 +82,12 @@ SOURCES: list[tuple[str, list[str], list[str]]] = [
         + ["usr/share/doc/python3.11/html/glossary.html"],
         ["*/index.html", "*/genindex*.html", "*/search.html"],
     ),
+    (
+        "postgresql-doc-15",  # the PostgreSQL 15 manual (tutorial, concepts, administration, reference)
+        ["usr/share/doc/postgresql-doc-15/html/*.html"],
+        ["*/index.html", "*/bookindex.html", "*/release-*.html", "*/errcodes-appendix.html"],
+    ),
+    ("bash-doc", ["usr/share/doc/bash/bashref.html"], []),
 ]
 
 BLOCK = {

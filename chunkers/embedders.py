@@ -92,6 +92,12 @@ def _load_sentence_transformer(model: str):
     except ImportError as exc:
         raise MissingDependencyError("sentence-transformers", "embedding") from exc
     torch.set_num_threads(cpu_threads())
+    try:  # the per-weight loading bar is noise on a CLI
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
     path = resolve_model_path(model)
     local = os.path.isdir(path)
     try:
