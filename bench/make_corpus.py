@@ -39,7 +39,7 @@ CORPUS_DIR = HERE / "corpus"
 CORPUS = CORPUS_DIR / "prose.txt"
 MANIFEST = CORPUS_DIR / "SOURCES.json"
 MIN_BYTES = 10 * 1024 * 1024
-RECIPE_VERSION = 1  # bump when the extraction below changes
+RECIPE_VERSION = 2  # bump when the extraction below changes
 
 # (package, [glob patterns relative to the unpacked package root], [excluded globs])
 # Ordered from the most narrative to the most reference-like.
@@ -102,7 +102,7 @@ SKIP_CLASSES = {
     "sphinxsidebar", "related", "footer", "docnav", "toc", "highlight", "headerlink", "indexterm", "banner", "navfooter",
     "navheader", "header", "nav-panel", "contents", "linenos", "copyright", "mobile-nav", "menu", "screen",
     "programlisting", "literallayout", "synopsis", "example-contents", "doctest", "literal-block", "sidebar-toc",
-    "clearer", "breadcrumbs", "topic", "legalnotice",
+    "clearer", "breadcrumbs", "topic", "legalnotice", "copiable-anchor", "copiable-link",
 }
 SKIP_IDS = {"banner", "title", "sidebar", "footer", "header", "search", "searchbox"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
