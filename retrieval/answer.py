@@ -1,0 +1,159 @@
+"""Answers without an LLM: the best 1-3 sentences of the retrieved passages, each
+cited by exact offsets into the stored document text.
+
+Candidate sentences (Punkt spans inside each hit) are pre-ranked by the hit's rank
+and word overlap with the question; the best ``MAX_CANDIDATES`` are embedded (with
+their heading path) and scored ``0.6 * cos(question, sentence) + 0.25 * cos(question,
+chunk) + 0.15 * word overlap``; a sentence is kept when its score reaches
+``min_score`` and is within ``SPREAD`` of the best. Below that the answer says the
+notes do not cover the question. With an OpenAI-compatible endpoint configured,
+a generated answer with numbered citations comes alongside.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chunkers.sentences import sentence_spans
+
+from .notebook import Hit, Notebook, check_k, check_query
+
+MIN_SCORE = 0.30
+SPREAD = 0.1
+MAX_CANDIDATES = 24
+NOT_COVERED = "The notes do not seem to cover this."
+_WORD = re.compile(r"[a-z0-9][a-z0-9\-']+")
+_MARKUP_ONLY = re.compile(r"^[#>\-*+|`\s\d.)]*$")
+
+
+@dataclass
+class Citation:
+    source: str
+    doc_id: int
+    start: int
+    end: int
+    text: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    citations: list[Citation]
+    covered: bool
+    hits: list[Hit] = field(default_factory=list)
+    generated: dict[str, Any] | None = None
+
+    def to_dict(self, with_hits: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.answer,
+            "covered": self.covered,
+            "citations": [c.to_dict() for c in self.citations],
+        }
+        if self.generated is not None:
+            out["generated"] = self.generated
+        if with_hits:
+            out["hits"] = [h.to_dict() for h in self.hits]
+        return out
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def answer_question(nb: Notebook, question: str, k: int = 5, *, min_score: float = MIN_SCORE, max_sentences: int = 3,
+                    llm: dict[str, str] | None = None) -> Answer:
+    question = check_query(question, "question")
+    k = check_k(k)
+    hits = nb.search(question, k=k)
+    q_words = _words(question)
+    candidates: list[tuple[float, Hit, int, int]] = []
+    for rank, hit in enumerate(hits):
+        for a, b in sentence_spans(hit.text):
+            sentence = hit.text[a:b].strip()
+            if len(sentence) < 12 or _MARKUP_ONLY.match(sentence) or sentence.startswith("#"):
+                continue
+            a += len(hit.text[a:b]) - len(hit.text[a:b].lstrip())
+            overlap = len(q_words & _words(sentence)) / (1 + len(q_words))
+            candidates.append((overlap - 0.05 * rank, hit, hit.start + a, hit.start + a + len(sentence)))
+    candidates.sort(key=lambda c: -c[0])
+    candidates = candidates[:MAX_CANDIDATES]
+    citations: list[Citation] = []
+    if candidates:
+        texts = [h.text[s - h.start : e - h.start] for _, h, s, e in candidates]
+        # A sentence is embedded with its heading path: "Hyperparameters" tells the
+        # model that "800 to 1,200 steps" is about DreamBooth.
+        contexts = [" > ".join(h.headings[-2:]) for _, h, _, _ in candidates]
+        vectors = nb.embed([question, *[f"{c}: {t}" if c else t for c, t in zip(contexts, texts)]])
+        similarity = vectors[1:] @ vectors[0]
+        chunk_similarity = np.array([h.dense_score if h.dense_score is not None else 0.0 for _, h, _, _ in candidates])
+        overlap = np.array([len(q_words & _words(t)) / (1 + len(q_words)) for t in texts])
+        scores = 0.6 * similarity + 0.25 * chunk_similarity + 0.15 * overlap
+        order = np.argsort(-scores, kind="stable")
+        best = float(scores[order[0]])
+        if best >= min_score:
+            for i in order[:max_sentences]:
+                if scores[i] < max(min_score, best - SPREAD):
+                    break
+                _, hit, s, e = candidates[i]
+                citations.append(Citation(hit.source, hit.doc_id, s, e, texts[i], round(float(scores[i]), 4)))
+    # Read in document order when several sentences come from one note.
+    if citations:
+        lead = citations[0].source
+        citations.sort(key=lambda c: (c.source != lead, c.source, c.start))
+    answer = Answer(question, " ".join(c.text for c in citations) if citations else NOT_COVERED, citations, bool(citations), hits)
+    settings = llm if llm is not None else llm_settings()
+    if settings:
+        answer.generated = generate_answer(question, hits, settings)
+    return answer
+
+
+def llm_settings() -> dict[str, str] | None:
+    """An OpenAI-compatible chat endpoint from NOTELOOM_LLM_URL / _MODEL / _KEY (off when unset)."""
+    url = os.environ.get("NOTELOOM_LLM_URL")
+    if not url:
+        return None
+    return {"url": url, "model": os.environ.get("NOTELOOM_LLM_MODEL", "gpt-4o-mini"), "key": os.environ.get("NOTELOOM_LLM_KEY", "")}
+
+
+def generate_answer(question: str, hits: list[Hit], settings: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
+    """Ask the configured chat endpoint; numbered passages, numbered citations back.
+    Failures are reported in the result, never raised: the extractive answer stands."""
+    import httpx
+
+    passages = "\n\n".join(f"[{i}] ({h.source}) {h.text}" for i, h in enumerate(hits, start=1))
+    body = {
+        "model": settings["model"],
+        "temperature": 0,
+        "messages": [
+            {"role": "system", "content": "Answer only from the numbered passages. Cite passages like [1]. "
+                                          "If they do not contain the answer, say so."},
+            {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question}"},
+        ],
+    }
+    headers = {"Authorization": f"Bearer {settings['key']}"} if settings.get("key") else {}
+    url = settings["url"].rstrip("/")
+    if not url.endswith("/chat/completions"):
+        url += "/chat/completions"
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+        response.raise_for_status()
+        text = response.json()["choices"][0]["message"]["content"]
+    except (httpx.HTTPError, KeyError, IndexError, ValueError, TypeError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}", "model": settings["model"]}
+    cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", text) if 1 <= int(n) <= len(hits)})
+    return {
+        "model": settings["model"],
+        "answer": text,
+        "citations": [{"n": n, "source": hits[n - 1].source, "start": hits[n - 1].start, "end": hits[n - 1].end} for n in cited],
+    }

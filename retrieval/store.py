@@ -1,0 +1,296 @@
+"""SQLite store: the source of truth for documents, chunks (offsets, text, vector),
+hashes and the index manifest. WAL mode, so readers keep reading while one writer
+commits; every change to a document and its chunks is one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import DocumentNotFoundError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents(
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    mtime REAL,
+    size INTEGER,
+    content_hash TEXT NOT NULL,
+    chunker TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    text TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    token_count INTEGER NOT NULL,
+    headings TEXT NOT NULL DEFAULT '[]',
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='id', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def stable_id(*parts: object) -> int:
+    """A positive 63-bit id derived from its parts (FAISS ids are int64)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def document_id(source: str) -> int:
+    return stable_id("doc", source)
+
+
+def chunk_id(source: str, content_hash: str, start: int, end: int) -> int:
+    return stable_id("chunk", source, content_hash, start, end)
+
+
+@dataclass
+class DocumentRecord:
+    source: str
+    title: str
+    kind: str
+    text: str
+    content_hash: str
+    mtime: float | None = None
+    size: int | None = None
+    tags: list[str] = field(default_factory=list)
+    chunker: str = ""
+
+    @property
+    def id(self) -> int:
+        return document_id(self.source)
+
+
+@dataclass
+class ChunkRecord:
+    id: int
+    idx: int
+    start: int
+    end: int
+    token_count: int
+    headings: list[str]
+    text: str
+    vector: np.ndarray
+
+
+class Store:
+    """One SQLite file. Each thread gets its own connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self.db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process kills
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    class _Txn:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type, *_exc) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def transaction(self) -> "Store._Txn":
+        """``with store.transaction() as db:`` — one atomic write."""
+        return Store._Txn(self.db)
+
+    # --- meta ---------------------------------------------------------------
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, db: sqlite3.Connection, key: str, value: Any) -> None:
+        db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, json.dumps(value)))
+
+    def data_generation(self) -> int:
+        """Bumped by every committed change to chunks; the index records the one it reflects."""
+        return int(self.get_meta("data_generation", 0))
+
+    def _bump(self, db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key='data_generation'").fetchone()
+        self.set_meta(db, "data_generation", (json.loads(row[0]) if row else 0) + 1)
+
+    # --- writes -------------------------------------------------------------
+
+    def replace_document(self, db: sqlite3.Connection, doc: DocumentRecord, chunks: Sequence[ChunkRecord]) -> list[int]:
+        """Insert or replace a document and all its chunks (inside ``db``'s
+        transaction). Returns the ids of the chunks it replaced."""
+        old = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id=?", (doc.id,))]
+        db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
+        db.execute(
+            "INSERT INTO documents(id, source, title, kind, mtime, size, content_hash, chunker, tags, text, added_at) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET title=excluded.title, kind=excluded.kind, "
+            "mtime=excluded.mtime, size=excluded.size, content_hash=excluded.content_hash, chunker=excluded.chunker, "
+            "tags=excluded.tags, text=excluded.text, added_at=excluded.added_at",
+            (doc.id, doc.source, doc.title, doc.kind, doc.mtime, doc.size, doc.content_hash, doc.chunker,
+             json.dumps(doc.tags), doc.text, time.time()),
+        )
+        db.executemany(
+            "INSERT INTO chunks(id, doc_id, idx, start, end, token_count, headings, text, vector) VALUES(?,?,?,?,?,?,?,?,?)",
+            [(c.id, doc.id, c.idx, c.start, c.end, c.token_count, json.dumps(c.headings), c.text,
+              np.asarray(c.vector, dtype=np.float32).tobytes()) for c in chunks],
+        )
+        self._bump(db)
+        return old
+
+    def touch_document(self, db: sqlite3.Connection, doc_id: int, mtime: float | None, size: int | None) -> None:
+        db.execute("UPDATE documents SET mtime=?, size=? WHERE id=?", (mtime, size, doc_id))
+
+    def delete_document(self, db: sqlite3.Connection, doc_id: int) -> list[int]:
+        ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id=?", (doc_id,))]
+        if db.execute("DELETE FROM documents WHERE id=?", (doc_id,)).rowcount == 0:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+        self._bump(db)
+        return ids
+
+    # --- reads --------------------------------------------------------------
+
+    def fingerprints(self) -> dict[str, tuple[float | None, int | None, str, str]]:
+        """source -> (mtime, size, content_hash, chunker) for every document."""
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in self.db.execute("SELECT source, mtime, size, content_hash, chunker FROM documents")}
+
+    def document(self, doc_id: int, *, with_text: bool = True) -> dict[str, Any]:
+        cols = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at" + (", text" if with_text else "")
+        row = self.db.execute(f"SELECT {cols} FROM documents WHERE id=?", (doc_id,)).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        return self._doc_dict(row, with_text)
+
+    def document_by_source(self, source: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT id FROM documents WHERE source=?", (source,)).fetchone()
+        return self.document(row[0]) if row else None
+
+    def documents(self, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT d.id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, "
+            "(SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d ORDER BY source LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        out = []
+        for row in rows:
+            doc = self._doc_dict(row[:10], False)
+            doc["chunks"] = row[10]
+            out.append(doc)
+        return out
+
+    @staticmethod
+    def _doc_dict(row: Sequence[Any], with_text: bool) -> dict[str, Any]:
+        keys = ["id", "source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at"]
+        doc = dict(zip(keys, row))
+        doc["tags"] = json.loads(doc["tags"])
+        if with_text:
+            doc["text"] = row[10]
+        return doc
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        ids = list(ids)
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT c.id, c.doc_id, d.source, d.title, c.idx, c.start, c.end, c.token_count, c.headings, c.text, d.tags "
+                f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                part,
+            ):
+                out[row[0]] = {
+                    "chunk_id": row[0], "doc_id": row[1], "source": row[2], "title": row[3], "index": row[4],
+                    "start": row[5], "end": row[6], "token_count": row[7], "headings": json.loads(row[8]),
+                    "text": row[9], "tags": json.loads(row[10]),
+                }
+        return out
+
+    def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) in batches, for rebuilding the index."""
+        cursor = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
+        while rows := cursor.fetchmany(batch):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            yield ids, vectors
+
+    def chunk_ids_where(self, source_prefix: str | None = None, tags: Sequence[str] = ()) -> list[int]:
+        sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1=1"
+        args: list[Any] = []
+        if source_prefix:
+            sql += " AND substr(d.source, 1, ?) = ?"
+            args += [len(source_prefix), source_prefix]
+        for tag in tags:
+            sql += " AND EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_each.value = ?)"
+            args.append(tag)
+        return [r[0] for r in self.db.execute(sql, args)]
+
+    def lexical(self, query: str, k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
+        """BM25 over chunk text (SQLite FTS5); higher score is better."""
+        terms = [t for t in _FTS_TERM.findall(query.lower()) if t not in _STOPWORDS]
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        limit = k if allowed is None else max(k * 20, 200)
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, limit),
+        ).fetchall()
+        hits = [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed]
+        return hits[:k]
+
+    def counts(self) -> dict[str, int]:
+        db = self.db
+        return {
+            "documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+        }
+
+
+_FTS_TERM = re.compile(r"[\w][\w\-']*", re.UNICODE)
+_STOPWORDS = frozenset(
+    "a an and are as at be by do does for from how i if in is it its of on or should that the this to was what when "
+    "where which who why will with you your can my me we our".split()
+)
