@@ -191,16 +191,21 @@ class Notebook:
     @contextlib.contextmanager
     def writer(self) -> Iterator["Writer"]:
         """Exclusive write session; the index is persisted when it closes."""
-        with self._write_lock(), self._lock:
-            self._writing = True
+        # The in-process lock is held only while the index changes, so searches
+        # keep running while a writer loads, chunks and embeds.
+        with self._write_lock():
+            with self._lock:
+                self._writing = True
             try:
-                self._sync_index()
+                with self._lock:
+                    self._sync_index()
                 writer = Writer(self)
                 yield writer
-                if writer.changed or self._index_generation != self._manifest_generation():
-                    if self._index is not None and self._index.kind != kind_for(self._index.count):
-                        self._rebuild()
-                    self._persist_index()
+                with self._lock:
+                    if writer.changed or self._index_generation != self._manifest_generation():
+                        if self._index is not None and self._index.kind != kind_for(self._index.count):
+                            self._rebuild()
+                        self._persist_index()
             finally:
                 self._writing = False
 
@@ -221,7 +226,8 @@ class Notebook:
         lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
             qvec = self.embed([query])[0]
-            dense = self.index().search(qvec, candidates, None if allowed is None else sorted(allowed))
+            with self._lock:  # FAISS must not search while a writer mutates it
+                dense = self.index().search(qvec, candidates, None if allowed is None else sorted(allowed))
         if mode in ("hybrid", "lexical"):
             lexical = self.store.lexical(query, candidates, allowed)
         if mode == "dense":
@@ -308,24 +314,25 @@ class Writer:
             return
         nb = self.nb
         dims = {len(c.vector) for _, chunks in batch for c in chunks}
-        with nb.store.transaction() as db:
-            recorded = nb.store.get_meta("embedding")
-            if dims:
-                (dim,) = dims
-                if recorded is None:
-                    nb.store.set_meta(db, "embedding", {"model": nb.embedding_model, "dim": dim})
-                elif recorded["dim"] != dim:
-                    raise EmbeddingMismatchError(f"vectors have {dim} dimensions, the data folder holds {recorded['dim']}")
-            removed: list[int] = []
-            for doc, chunks in batch:
-                removed += nb.store.replace_document(db, doc, chunks)
-        index = nb._index
-        assert index is not None
-        index.remove(removed)
-        new = [c for _, chunks in batch for c in chunks]
-        if new:
-            index.add(np.array([c.id for c in new], dtype=np.int64), np.stack([c.vector for c in new]))
-        nb._index_generation = nb.store.data_generation()
+        with nb._lock:  # commit and index update together: readers never see one without the other
+            with nb.store.transaction() as db:
+                recorded = nb.store.get_meta("embedding")
+                if dims:
+                    (dim,) = dims
+                    if recorded is None:
+                        nb.store.set_meta(db, "embedding", {"model": nb.embedding_model, "dim": dim})
+                    elif recorded["dim"] != dim:
+                        raise EmbeddingMismatchError(f"vectors have {dim} dimensions, the data folder holds {recorded['dim']}")
+                removed: list[int] = []
+                for doc, chunks in batch:
+                    removed += nb.store.replace_document(db, doc, chunks)
+            index = nb._index
+            assert index is not None
+            index.remove(removed)
+            new = [c for _, chunks in batch for c in chunks]
+            if new:
+                index.add(np.array([c.id for c in new], dtype=np.int64), np.stack([c.vector for c in new]))
+            nb._index_generation = nb.store.data_generation()
         self.changed = True
 
     def touch(self, doc_id: int, mtime: float | None, size: int | None) -> None:
@@ -333,11 +340,12 @@ class Writer:
             self.nb.store.touch_document(db, doc_id, mtime, size)
 
     def delete(self, doc_id: int) -> None:
-        with self.nb.store.transaction() as db:
-            removed = self.nb.store.delete_document(db, doc_id)
-        assert self.nb._index is not None
-        self.nb._index.remove(removed)
-        self.nb._index_generation = self.nb.store.data_generation()
+        with self.nb._lock:
+            with self.nb.store.transaction() as db:
+                removed = self.nb.store.delete_document(db, doc_id)
+            assert self.nb._index is not None
+            self.nb._index.remove(removed)
+            self.nb._index_generation = self.nb.store.data_generation()
         self.changed = True
 
     def set_meta(self, key: str, value: Any) -> None:

@@ -57,9 +57,10 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def stable_id(*parts: object) -> int:
-    """A positive 63-bit id derived from its parts (FAISS ids are int64)."""
+    """A positive 53-bit id derived from its parts: fits FAISS's int64 and stays
+    exact in JSON for JavaScript clients (2**53)."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    return int.from_bytes(digest, "big") >> 11
 
 
 def document_id(source: str) -> int:
@@ -280,6 +281,9 @@ class Store:
         ).fetchall()
         hits = [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed]
         return hits[:k]
+
+    def documents_chunk_count(self, doc_id: int) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM chunks WHERE doc_id=?", (doc_id,)).fetchone()[0]
 
     def counts(self) -> dict[str, int]:
         db = self.db

@@ -1,26 +1,175 @@
-"""The ``noteloom`` command. Each subcommand's module is imported only when used."""
+"""The ``noteloom`` command. Each subcommand imports what it needs when it runs,
+so ``noteloom chunk`` never loads torch."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Sequence
+from typing import Any, Sequence
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _notebook(args):
+    from retrieval import Notebook
+
+    return Notebook(args.data)
+
+
+def _chunking(args):
+    from ingest import ChunkSettings
+
+    if args.method is None and args.max_tokens is None and args.overlap is None:
+        return None
+    params = {}
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+    if args.overlap is not None:
+        params["overlap"] = args.overlap
+    if args.method is None:
+        from ingest.pipeline import DEFAULT_CHUNKING
+
+        params = {"max_tokens": DEFAULT_CHUNKING["max_tokens"], "overlap": DEFAULT_CHUNKING["overlap"], **params}
+    return ChunkSettings.of(args.method or "hybrid", **params)
+
+
+def cmd_ingest(args) -> int:
+    from ingest import Ingestor
+
+    nb = _notebook(args)
+    report = Ingestor(nb, _chunking(args), progress=sys.stderr.isatty()).ingest_paths(args.paths, prune=args.prune)
+    for notice in nb.notices:
+        print(f"noteloom: {notice}", file=sys.stderr)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for source, error in report.failed:
+            print(f"noteloom ingest: error: {error}", file=sys.stderr)
+        print(report.summary())
+    return EXIT_FAILED if report.failed else 0
+
+
+def cmd_search(args) -> int:
+    nb = _notebook(args)
+    filters = {}
+    if args.source:
+        filters["source_prefix"] = args.source
+    if args.tag:
+        filters["tags"] = args.tag
+    hits = nb.search(args.query, k=args.k, filters=filters or None, mode=args.mode)
+    if args.json:
+        _print_json({"query": args.query, "mode": args.mode, "hits": [h.to_dict() for h in hits]})
+        return 0
+    if not hits:
+        print("no hits")
+    for rank, h in enumerate(hits, start=1):
+        where = " > ".join(h.headings)
+        print(f"{rank}. {h.source} [{h.start}:{h.end}] score {h.score:.4f}{'  ' + where if where else ''}")
+        print("   " + h.text[:300].replace("\n", " ") + ("..." if len(h.text) > 300 else ""))
+    return 0
+
+
+def cmd_ask(args) -> int:
+    nb = _notebook(args)
+    answer = nb.ask(args.question, k=args.k)
+    if args.json:
+        _print_json(answer.to_dict())
+        return 0
+    print(answer.answer)
+    for i, c in enumerate(answer.citations, start=1):
+        print(f"  [{i}] {c.source} [{c.start}:{c.end}] score {c.score:.3f}")
+    if answer.generated:
+        print("\nGenerated:", answer.generated.get("answer") or answer.generated.get("error"))
+    return 0
+
+
+def cmd_status(args) -> int:
+    status = _notebook(args).status()
+    if args.json:
+        _print_json(status)
+        return 0
+    idx = status["index"]
+    print(f"data folder: {status['data_dir']}")
+    print(f"documents: {status['documents']}, chunks: {status['chunks']}")
+    print(f"embedding: {status['embedding'].get('model')} ({status['embedding'].get('dim', '?')} dimensions)")
+    print(f"chunker: {status['chunker']}")
+    print(f"index: {idx['kind']} with {idx['vectors']} vectors, file {idx['file']}, {'up to date' if idx['up_to_date'] else 'stale (rebuilt on load)'}")
+    for notice in status["notices"]:
+        print(f"notice: {notice}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .app import ServiceConfig, create_app
+
+    app = create_app(ServiceConfig.from_env(data_dir=args.data))
+    print(f"noteloom: serving on http://{args.host}:{args.port} (OpenAPI at /schema)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", limit_concurrency=args.limit_concurrency)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from chunkers import cli as chunk_cli
 
     parser = argparse.ArgumentParser(prog="noteloom", description="RAG over your notes, and Stable Diffusion prompts from them.")
+    parser.add_argument("--data", default=None, help="data folder (default: $NOTELOOM_DATA or ./.noteloom)")
     sub = parser.add_subparsers(dest="command", required=True)
+
     chunk = sub.add_parser("chunk", help="split files into chunks with exact offsets")
     chunk_cli.add_arguments(chunk)
     chunk.set_defaults(handler=chunk_cli.run)
+
+    ingest = sub.add_parser("ingest", help="add notes (files or folders) to the notebook")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--prune", action="store_true", help="remove stored files that are no longer there")
+    ingest.add_argument("--method", default=None, help="chunker (default hybrid)")
+    ingest.add_argument("--max-tokens", type=int, default=None, help="chunk budget (default 256)")
+    ingest.add_argument("--overlap", type=int, default=None, help="chunk overlap (default 32)")
+    ingest.add_argument("--json", action="store_true")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    search = sub.add_parser("search", help="find passages")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5)
+    search.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    search.add_argument("--source", default=None, help="only sources starting with this prefix")
+    search.add_argument("--tag", action="append", default=[], help="only documents with this front-matter tag")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(handler=cmd_search)
+
+    ask = sub.add_parser("ask", help="answer a question from the notes, with citations")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=5)
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(handler=cmd_ask)
+
+    status = sub.add_parser("status", help="what is stored, and which index")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--limit-concurrency", type=int, default=64, help="beyond this, answer 503 at once")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ValueError, LookupError) as exc:  # library errors subclass these; name the problem, no traceback
+        print(f"noteloom {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

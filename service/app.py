@@ -1,0 +1,184 @@
+"""The HTTP API (litestar). Models and the index load once, in the lifespan;
+blocking work runs in worker threads."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import anyio
+import msgspec
+from litestar import Litestar, Request, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import UploadFile
+from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+
+from ingest import ChunkSettings, Ingestor
+from ingest.loaders import MAX_FILE_BYTES
+from retrieval import Notebook
+
+PUBLIC_PATHS = {"/health"}
+
+
+@dataclass
+class ServiceConfig:
+    data_dir: str | None = None
+    api_key: str | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+    chunking: ChunkSettings | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "ServiceConfig":
+        config = cls(data_dir=os.environ.get("NOTELOOM_DATA"), api_key=os.environ.get("NOTELOOM_API_KEY") or None)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+        return config
+
+
+class TextDocument(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    source: str
+    kind: str = "markdown"
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    query: str
+    k: int = 5
+    filters: dict[str, Any] | None = None
+    mode: str = "hybrid"
+
+
+class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
+    question: str
+    k: int = 5
+
+
+def api_key_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    expected = connection.app.state.config.api_key
+    if not expected or connection.url.path in PUBLIC_PATHS:
+        return
+    given = connection.headers.get("x-api-key") or ""
+    auth = connection.headers.get("authorization") or ""
+    if auth.lower().startswith("bearer "):
+        given = given or auth[7:]
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise NotAuthorizedException("missing or wrong API key: send it as X-API-Key or Authorization: Bearer")
+
+
+def _state(request: Request) -> tuple[Notebook, Ingestor]:
+    return request.app.state.notebook, request.app.state.ingestor
+
+
+@get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    nb, _ = _state(request)
+    counts = await anyio.to_thread.run_sync(nb.store.counts)
+    return {"status": "ok", **counts}
+
+
+@post("/documents")
+async def add_document(request: Request) -> dict[str, Any]:
+    """Add or replace a note: multipart upload (field ``file``, optional ``source``)
+    or JSON ``{"text", "source", "kind"}``. Server-side paths are never read."""
+    nb, ingestor = _state(request)
+    content_type = request.content_type[0]
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ClientException("multipart upload needs a file in the field 'file'")
+        data = await upload.read()
+        if len(data) > request.app.state.config.max_upload_bytes:
+            raise HTTPException(status_code=413, detail=f"upload is {len(data)} bytes; the limit is {request.app.state.config.max_upload_bytes}")
+        source = form.get("source")
+        source = source if isinstance(source, str) and source.strip() else None
+        doc_id, status = await anyio.to_thread.run_sync(lambda: ingestor.ingest_upload(data, upload.filename, source))
+    elif content_type == "application/json":
+        try:
+            body = msgspec.json.decode(await request.body(), type=TextDocument)
+        except msgspec.ValidationError as exc:
+            raise ClientException(f"invalid document: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise ClientException(f"malformed JSON: {exc}") from None
+        if body.kind not in ("markdown", "text", "html"):
+            raise ClientException(f"kind must be markdown, text or html, got {body.kind!r}")
+        doc_id, status = await anyio.to_thread.run_sync(lambda: ingestor.ingest_text(body.text, body.source, kind=body.kind))
+    else:
+        raise HTTPException(status_code=415, detail=f"send multipart/form-data or application/json, not {content_type!r}")
+    doc = await anyio.to_thread.run_sync(lambda: nb.store.document(doc_id, with_text=False))
+    chunks = await anyio.to_thread.run_sync(lambda: nb.store.documents_chunk_count(doc_id))
+    return {"id": doc_id, "status": status, "source": doc["source"], "title": doc["title"], "kind": doc["kind"], "chunks": chunks}
+
+
+@get("/documents", sync_to_thread=True)
+def list_documents(request: Request, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ClientException(f"limit must be 1..1000 and offset >= 0, got limit={limit}, offset={offset}")
+    nb, _ = _state(request)
+    return {"documents": nb.documents(limit=limit, offset=offset), **nb.store.counts()}
+
+
+@get("/documents/{doc_id:int}", sync_to_thread=True)
+def get_document(request: Request, doc_id: int) -> dict[str, Any]:
+    nb, _ = _state(request)
+    return nb.document(doc_id)
+
+
+@delete("/documents/{doc_id:int}", status_code=200, sync_to_thread=True)
+def delete_document(request: Request, doc_id: int) -> dict[str, Any]:
+    nb, _ = _state(request)
+    doc = nb.delete(doc_id)
+    return {"deleted": doc["id"], "source": doc["source"]}
+
+
+@post("/search", status_code=200, sync_to_thread=True)
+def search(request: Request, data: SearchRequest) -> dict[str, Any]:
+    nb, _ = _state(request)
+    hits = nb.search(data.query, k=data.k, filters=data.filters, mode=data.mode)
+    return {"query": data.query, "mode": data.mode, "hits": [h.to_dict() for h in hits]}
+
+
+@post("/ask", status_code=200, sync_to_thread=True)
+def ask(request: Request, data: AskRequest) -> dict[str, Any]:
+    nb, _ = _state(request)
+    return nb.ask(data.question, k=data.k).to_dict()
+
+
+def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Litestar:
+    from .errors import EXCEPTION_HANDLERS
+
+    config = config or ServiceConfig.from_env()
+    if not 0 < config.max_upload_bytes <= MAX_FILE_BYTES:
+        raise ValueError(f"max_upload_bytes must be 1..{MAX_FILE_BYTES}, got {config.max_upload_bytes}")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        def load() -> tuple[Notebook, Ingestor]:
+            nb = Notebook(config.data_dir)
+            if warm:  # load the model and the index now, not on the first request
+                nb.embed(["warm up"])
+                nb.index()
+            return nb, Ingestor(nb, config.chunking)
+
+        app.state.notebook, app.state.ingestor = await anyio.to_thread.run_sync(load)
+        try:
+            yield
+        finally:
+            app.state.notebook.store.close()
+
+    app = Litestar(
+        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask],
+        lifespan=[lifespan],
+        guards=[api_key_guard],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=config.max_upload_bytes + 64 * 1024,
+        openapi_config=OpenAPIConfig(title="noteloom", version="0.1.0", path="/schema"),
+    )
+    app.state.config = config
+    return app

@@ -1,0 +1,55 @@
+"""The one place where library exceptions become HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from chunkers.errors import ChunkingError
+from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
+from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError
+
+log = logging.getLogger("noteloom.service")
+
+# Most specific first: the first matching class decides the status.
+STATUS_BY_EXCEPTION: list[tuple[type[BaseException], int]] = [
+    (DocumentNotFoundError, 404),
+    (FileTooLargeError, 413),
+    (UnsupportedFileError, 415),
+    (EmbeddingMismatchError, 409),
+    (IngestError, 400),
+    (RetrievalError, 400),
+    (ChunkingError, 400),
+    (LookupError, 404),
+    (ValueError, 400),
+    (TypeError, 400),
+]
+
+
+def status_for(exc: BaseException) -> int:
+    for cls, status in STATUS_BY_EXCEPTION:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, error: str, detail: str, extra: dict | None = None) -> Response:
+    return Response({"status_code": status, "error": error, "detail": detail, **(extra or {})}, status_code=status)
+
+
+def library_error(_request: Request, exc: Exception) -> Response:
+    status = status_for(exc)
+    if status == 500:
+        log.exception("unexpected error")
+        return error_response(500, "InternalServerError", "internal error; see the server log")
+    return error_response(status, type(exc).__name__, str(exc))
+
+
+def http_error(_request: Request, exc: HTTPException) -> Response:
+    extra = {"extra": exc.extra} if getattr(exc, "extra", None) else None
+    return error_response(exc.status_code, type(exc).__name__, exc.detail, extra)
+
+
+EXCEPTION_HANDLERS = {HTTPException: http_error, Exception: library_error}

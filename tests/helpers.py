@@ -1,0 +1,54 @@
+"""Small builders shared by tests (real files, no mocks)."""
+
+from __future__ import annotations
+
+import zlib
+
+
+def make_pdf(lines: list[str]) -> bytes:
+    """A minimal valid one-page PDF whose text layer holds ``lines``."""
+    ops = ["BT", "/F1 12 Tf", "72 720 Td", "14 TL"]
+    for line in lines:
+        escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        ops.append(f"({escaped}) Tj T*")
+    ops.append("ET")
+    stream = zlib.compress("\n".join(ops).encode("latin-1"))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def check_store_consistent(nb) -> dict:
+    """Every invariant of a notebook's data folder; returns counts."""
+    db = nb.store.db
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    docs = {r[0]: r[1] for r in db.execute("SELECT id, text FROM documents")}
+    chunk_rows = db.execute("SELECT id, doc_id, start, end, text FROM chunks").fetchall()
+    with_chunks = {r[1] for r in chunk_rows}
+    assert set(docs) == with_chunks, "a document without chunks, or chunks without a document"
+    for cid, doc_id, start, end, text in chunk_rows:
+        assert docs[doc_id][start:end] == text
+    fts = db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
+    assert fts == len(chunk_rows), f"FTS has {fts} rows for {len(chunk_rows)} chunks"
+    index = nb.index()
+    assert index.count == len(chunk_rows), f"index has {index.count} vectors for {len(chunk_rows)} chunks"
+    if index.kind == "flat":
+        import faiss
+
+        assert set(faiss.vector_to_array(index.index.id_map).tolist()) == {r[0] for r in chunk_rows}
+    return {"documents": len(docs), "chunks": len(chunk_rows)}
