@@ -591,7 +591,9 @@ def header(meta: dict) -> str:
     libs = ", ".join(f"{k} {val}" for k, val in v.items())
     return (
         f"# chunkers benchmark\n\n"
-        f"- date: {meta['date']}; host: {meta['host']}\n"
+        f"- date: {meta['date']}; host: {meta['host']}; 1-min load average {meta['load_start']:.2f} at the start"
+        + (f", {meta['load_end']:.2f} at the end" if "load_end" in meta else "")
+        + " (other work on the machine skews the timings)\n"
         f"- text: {meta['mb']:.1f} MB ({meta['chars']} chars) of bench/corpus/prose.txt — {meta['sources']}; "
         f"batch rows: the same text as {meta['n_docs']} documents\n"
         f"- budget: {MAX_TOKENS} tokens (cl100k_base), overlap 0 and {OVERLAP} tokens; MB/s = best of {meta['repeats']} runs "
@@ -693,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_start": os.getloadavg()[0],
         "mb": len(text.encode("utf-8")) / 1e6,
         "chars": len(text),
         "n_docs": len(split_docs(text)[0]),
@@ -701,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
     }
     print(header(meta), flush=True)
+    if meta["load_start"] > 0.5:
+        print(f"[bench] warning: load average {meta['load_start']:.2f}: something else is running; timings will be noisy", flush=True)
     rows: list[dict] = []
     tmpdir = Path(tempfile.mkdtemp(prefix="chunkers-bench-"))
     try:
@@ -731,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
+    meta["load_end"] = os.getloadavg()[0]
     table = render(rows, meta)
     report = header(meta) + "\n" + table + "\n"
     print("\n" + table)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from chunkers.sentences import sentence_spans
+import chunkers
 
 from .notebook import Hit, Notebook, check_k, check_query
 
@@ -27,6 +27,9 @@ MIN_SCORE = 0.30
 SPREAD = 0.1
 MAX_CANDIDATES = 24
 NOT_COVERED = "The notes do not seem to cover this."
+# Sentences as the sentence chunker finds them: Punkt, plus paragraph and
+# structural line breaks, so a heading or list item is never glued to a sentence.
+_SENTENCES = chunkers.get("sentence", max_tokens=2000, sentences_per_chunk=1, tokenizer="chars")
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-']+")
 _MARKUP_ONLY = re.compile(r"^[#>\-*+|`\s\d.)]*$")
 
@@ -79,11 +82,10 @@ def answer_question(nb: Notebook, question: str, k: int = 5, *, min_score: float
     q_words = _words(question)
     candidates: list[tuple[float, Hit, int, int]] = []
     for rank, hit in enumerate(hits):
-        for a, b in sentence_spans(hit.text):
-            sentence = hit.text[a:b].strip()
+        for unit in _SENTENCES(hit.text):
+            a, sentence = unit.start, unit.text
             if len(sentence) < 12 or _MARKUP_ONLY.match(sentence) or sentence.startswith("#"):
                 continue
-            a += len(hit.text[a:b]) - len(hit.text[a:b].lstrip())
             overlap = len(q_words & _words(sentence)) / (1 + len(q_words))
             candidates.append((overlap - 0.05 * rank, hit, hit.start + a, hit.start + a + len(sentence)))
     candidates.sort(key=lambda c: -c[0])

@@ -121,7 +121,8 @@ def list_documents(request: Request, limit: int = 100, offset: int = 0) -> dict[
     if not 1 <= limit <= 1000 or offset < 0:
         raise ClientException(f"limit must be 1..1000 and offset >= 0, got limit={limit}, offset={offset}")
     nb, _ = _state(request)
-    return {"documents": nb.documents(limit=limit, offset=offset), **nb.store.counts()}
+    counts = nb.store.counts()
+    return {"documents": nb.documents(limit=limit, offset=offset), "total": counts["documents"], "chunks": counts["chunks"]}
 
 
 @get("/documents/{doc_id:int}", sync_to_thread=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import chunkers
@@ -24,8 +25,36 @@ def chunk_demo() -> None:
               f"chunk 0 = [{first.start}:{first.end}] {first.text[:50]!r}")
 
 
+QUESTIONS = [
+    "How many training steps does DreamBooth need?",
+    "Why does CLIP cut my long prompt off?",
+]
+
+
+def rag_demo(data_dir: Path) -> None:
+    from ingest import Ingestor
+    from retrieval import Notebook
+
+    nb = Notebook(data_dir)
+    report = Ingestor(nb, progress=True).ingest_paths([NOTES])
+    print(f"\n# Ingested {NOTES} into {data_dir}: {report.summary()}")
+    status = nb.status()
+    print(f"  {status['documents']} documents, {status['chunks']} chunks, {status['index']['kind']} index, "
+          f"embedding {status['embedding']['model']} ({status['embedding']['dim']}-d)")
+    for question in QUESTIONS:
+        answer = nb.ask(question)
+        print(f"\nQ: {question}\nA: {answer.answer}")
+        for i, c in enumerate(answer.citations, start=1):
+            print(f"   [{i}] {c.source} [{c.start}:{c.end}]")
+    print(f"\nServe it:   .venv/bin/noteloom --data {data_dir} serve --port 8000")
+    print('Then:       curl -s localhost:8000/ask -H "content-type: application/json" '
+          '-d \'{"question": "What is reciprocal rank fusion?"}\'')
+    print("OpenAPI:    http://127.0.0.1:8000/schema")
+
+
 def main() -> None:
     chunk_demo()
+    rag_demo(Path(os.environ.get("NOTELOOM_DATA", ".noteloom")))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""The HTTP API end to end: a real uvicorn server on 127.0.0.1, real requests."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import make_pdf
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "test-key-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "NOTELOOM_API_KEY": API_KEY, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "serve", "--port", str(port)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("server did not start: " + proc.stderr.read())
+    client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=60)
+    yield client
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def loaded(server, notes_dir):
+    for path in sorted(notes_dir.glob("*.md"))[:6]:
+        with open(path, "rb") as fh:
+            r = server.post("/documents", files={"file": (path.name, fh, "text/markdown")})
+        assert r.status_code == 201, r.text
+    return server
+
+
+def test_health_needs_no_key_and_everything_else_does(server):
+    assert httpx.get(str(server.base_url) + "/health").json()["status"] == "ok"
+    r = httpx.post(str(server.base_url) + "/search", json={"query": "x"})
+    assert r.status_code == 401 and "API key" in r.json()["detail"]
+    r = httpx.get(str(server.base_url) + "/documents", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert httpx.get(str(server.base_url) + "/documents", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+
+
+def test_openapi_schema_lists_the_routes(server):
+    paths = server.get("/schema/openapi.json").json()["paths"]
+    assert {"/documents", "/documents/{doc_id}", "/search", "/ask", "/health"} <= set(paths)
+
+
+def test_upload_list_get_search_ask_delete(loaded):
+    docs = loaded.get("/documents").json()
+    assert docs["documents"] == sorted(docs["documents"], key=lambda d: d["source"]) and len(docs["documents"]) == 6
+    r = loaded.post("/documents", json={"text": "# Lighting\n\nRim light outlines the subject with a bright edge.", "source": "api/lighting.md"})
+    assert r.status_code == 201 and r.json()["status"] == "added" and r.json()["chunks"] == 1
+    doc_id = r.json()["id"]
+    again = loaded.post("/documents", json={"text": "# Lighting\n\nRim light outlines the subject with a bright edge.", "source": "api/lighting.md"})
+    assert again.json()["status"] == "unchanged"
+    doc = loaded.get(f"/documents/{doc_id}").json()
+    assert doc["source"] == "api/lighting.md" and doc["text"].startswith("# Lighting")
+    hits = loaded.post("/search", json={"query": "bright edge around the subject", "k": 3}).json()["hits"]
+    assert hits[0]["source"] == "api/lighting.md" and doc["text"][hits[0]["start"] : hits[0]["end"]] == hits[0]["text"]
+    assert "vector" not in hits[0]
+    filtered = loaded.post("/search", json={"query": "chunk", "k": 5, "filters": {"source_prefix": "api/"}}).json()["hits"]
+    assert [h["source"] for h in filtered] == ["api/lighting.md"]
+    answer = loaded.post("/ask", json={"question": "What does rim light do?"}).json()
+    assert answer["covered"] and answer["citations"][0]["source"] == "api/lighting.md"
+    c = answer["citations"][0]
+    assert doc["text"][c["start"] : c["end"]] == c["text"]
+    assert loaded.delete(f"/documents/{doc_id}").json()["source"] == "api/lighting.md"
+    assert loaded.get(f"/documents/{doc_id}").status_code == 404
+
+
+def test_pdf_upload(loaded):
+    r = loaded.post("/documents", files={"file": ("lora.pdf", make_pdf(["LoRA rank 8 suits a face."]), "application/pdf")})
+    assert r.status_code == 201 and r.json()["kind"] == "pdf"
+
+
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,needle",
+    [
+        ("post", "/ask", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, ""),
+        ("post", "/ask", {"json": {"question": 5}}, 400, "question"),
+        ("post", "/ask", {"json": {"question": "   "}}, 400, "question must not be empty"),
+        ("post", "/ask", {"json": {"question": "hi", "k": 0}}, 400, "k must be an integer from 1 to 100, got 0"),
+        ("post", "/search", {"json": {"query": "x", "k": 1000}}, 400, "got 1000"),
+        ("post", "/search", {"json": {"query": "x", "mode": "fuzzy"}}, 400, "mode must be one of hybrid, dense, lexical, got 'fuzzy'"),
+        ("post", "/search", {"json": {"query": "x", "filters": {"colour": 1}}}, 400, "unknown filter 'colour'"),
+        ("post", "/search", {"json": {"query": "x", "bogus": 1}}, 400, "bogus"),
+        ("get", "/documents/12345", {}, 404, "no document with id 12345"),
+        ("delete", "/documents/12345", {}, 404, "no document with id 12345"),
+        ("get", "/documents/abc", {}, 404, ""),
+        ("post", "/documents", {"json": {"text": "", "source": "a.md"}}, 400, "no text"),
+        ("post", "/documents", {"json": {"text": "x", "source": " "}}, 400, "source"),
+        ("post", "/documents", {"json": {"text": "x"}}, 400, "source"),
+        ("post", "/documents", {"json": {"text": "x", "source": "a", "path": "/etc/passwd"}}, 400, "path"),
+        ("post", "/documents", {"content": b"x", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data or application/json"),
+        ("post", "/documents", {"files": {"file": ("a.md", b"caf\xe9", "text/markdown")}}, 400, "a.md: not valid UTF-8 (byte 0xe9 at offset 3)"),
+        ("post", "/documents", {"files": {"file": ("a.txt", b"\x00\x01\x02", "text/plain")}}, 415, "binary"),
+        ("post", "/documents", {"files": {"file": ("a.pdf", b"%PDF-1.4 broken", "application/pdf")}}, 400, "a.pdf"),
+        ("post", "/documents", {"files": {"file": ("a.exe", b"MZ", "application/octet-stream")}}, 415, "unsupported file type '.exe'"),
+        ("post", "/documents", {"files": {"other": ("a.md", b"# x", "text/markdown")}}, 400, "field 'file'"),
+    ],
+)
+def test_bad_input_gets_a_4xx_json_body_naming_the_problem(loaded, method, path, kwargs, status, needle):
+    before = loaded.get("/documents").json()["documents"]
+    r = getattr(loaded, method)(path, **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["status_code"] == status and needle in json.dumps(body)
+    assert loaded.get("/documents").json()["documents"] == before  # nothing half-stored
+
+
+def test_oversize_upload_is_413_and_stores_nothing(loaded):
+    before = loaded.get("/documents").json()["documents"]
+    big = b"word " * (5 * 1024 * 1024)  # 25 MB, over the 20 MB default
+    r = loaded.post("/documents", files={"file": ("big.md", big, "text/markdown")})
+    assert r.status_code == 413
+    assert loaded.get("/documents").json()["documents"] == before
