@@ -59,6 +59,16 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     k: int = 5
 
 
+class PromptRequest(msgspec.Struct, forbid_unknown_fields=True):
+    idea: str
+    style: str | None = None
+    budget: int = 75
+    negative: bool = True
+    k: int = 5
+    long: bool = False
+    tokens: list[str] = msgspec.field(default_factory=list)
+
+
 def api_key_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     expected = connection.app.state.config.api_key
     if not expected or connection.url.path in PUBLIC_PATHS:
@@ -151,6 +161,20 @@ def ask(request: Request, data: AskRequest) -> dict[str, Any]:
     return nb.ask(data.question, k=data.k).to_dict()
 
 
+@post("/prompts", status_code=200, sync_to_thread=True)
+def build_prompt(request: Request, data: PromptRequest) -> dict[str, Any]:
+    """A positive and a negative prompt that fit CLIP's 75 content tokens, with what was dropped."""
+    builder = request.app.state.prompt_builder
+    if data.tokens:
+        from imagegen import PromptBuilder
+
+        builder = PromptBuilder(request.app.state.notebook, added_tokens=data.tokens)
+    result = builder.build(data.idea, style=data.style, k=data.k, budget=data.budget, negative=data.negative, long=data.long)
+    out = result.to_dict()
+    out["tokens"] = {"prompt": result.tokens["prompt"], "negative_prompt": result.tokens["negative_prompt"]}
+    return out
+
+
 def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Litestar:
     from .errors import EXCEPTION_HANDLERS
 
@@ -168,13 +192,16 @@ def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Lit
             return nb, Ingestor(nb, config.chunking)
 
         app.state.notebook, app.state.ingestor = await anyio.to_thread.run_sync(load)
+        from imagegen import PromptBuilder
+
+        app.state.prompt_builder = PromptBuilder(app.state.notebook)
         try:
             yield
         finally:
             app.state.notebook.store.close()
 
     app = Litestar(
-        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask],
+        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt],
         lifespan=[lifespan],
         guards=[api_key_guard],
         exception_handlers=EXCEPTION_HANDLERS,

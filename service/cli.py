@@ -105,6 +105,31 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_prompt(args) -> int:
+    from imagegen import PromptBuilder
+
+    nb = _notebook(args)
+    result = PromptBuilder(nb, added_tokens=args.token).build(
+        args.idea, style=args.style, k=args.k, budget=args.budget, negative=not args.no_negative, long=args.long
+    )
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"prompt ({result.tokens['prompt']}/{result.budget} CLIP tokens):\n  {result.prompt}")
+    if not args.no_negative:
+        print(f"negative ({result.tokens['negative_prompt']} tokens):\n  {result.negative_prompt}")
+    if result.chunks:
+        for i, (chunk, n) in enumerate(zip(result.chunks, result.chunk_tokens), start=1):
+            print(f"chunk {i} ({n} tokens): {chunk}")
+    if result.dropped:
+        print("dropped to fit: " + "; ".join(result.dropped))
+    if result.negative_dropped:
+        print("dropped from the negative: " + "; ".join(result.negative_dropped))
+    for c in result.context:
+        print(f"  from {c['source']} [{c['start']}:{c['end']}]")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -154,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what is stored, and which index")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    prompt = sub.add_parser("prompt", help="write a Stable Diffusion prompt from an idea and the notes")
+    prompt.add_argument("idea")
+    prompt.add_argument("--style", default=None)
+    prompt.add_argument("--budget", type=int, default=75, help="CLIP content tokens (1..75)")
+    prompt.add_argument("-k", type=int, default=5, help="note passages to draw on")
+    prompt.add_argument("--no-negative", action="store_true")
+    prompt.add_argument("--long", action="store_true", help="keep everything, split into 75-token chunks")
+    prompt.add_argument("--token", action="append", default=[], help="a learned token (textual inversion), counted as one token")
+    prompt.add_argument("--json", action="store_true")
+    prompt.set_defaults(handler=cmd_prompt)
 
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")

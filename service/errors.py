@@ -8,6 +8,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from chunkers.errors import ChunkingError
+from imagegen.errors import BusyError, GenerationError, ModelNotFoundError, PromptError
 from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
 from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError
 
@@ -19,6 +20,10 @@ STATUS_BY_EXCEPTION: list[tuple[type[BaseException], int]] = [
     (FileTooLargeError, 413),
     (UnsupportedFileError, 415),
     (EmbeddingMismatchError, 409),
+    (BusyError, 429),
+    (ModelNotFoundError, 503),
+    (PromptError, 400),
+    (GenerationError, 400),
     (IngestError, 400),
     (RetrievalError, 400),
     (ChunkingError, 400),

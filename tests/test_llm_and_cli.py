@@ -100,3 +100,16 @@ def test_cli_errors_exit_non_zero_with_a_message(tmp_path):
     assert r.returncode == 1 and "missing" in r.stderr
     r = cli("ingest", str(tmp_path), "--method", "nope", data=tmp_path / "d")
     assert r.returncode == 2 and "unknown chunker 'nope'" in r.stderr
+
+
+def test_cli_prompt(tmp_path, notes_dir):
+    data = tmp_path / "data"
+    cli("ingest", str(notes_dir / "sd-prompting-basics.md"), data=data)
+    r = cli("prompt", "a lighthouse in a storm, crashing waves, seagulls, dark clouds", "--style", "oil painting", "--budget", "12", "--json", data=data)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert body["tokens"]["prompt"] <= 12 and body["dropped"] and body["prompt"].startswith("a lighthouse in a storm")
+    human = cli("prompt", "a lighthouse in a storm", "--budget", "6", data=data)
+    assert "dropped to fit:" in human.stdout and "CLIP tokens" in human.stdout
+    bad = cli("prompt", "(unbalanced", data=data)
+    assert bad.returncode == 2 and "unbalanced '('" in bad.stderr

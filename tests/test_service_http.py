@@ -139,3 +139,26 @@ def test_oversize_upload_is_413_and_stores_nothing(loaded):
     r = loaded.post("/documents", files={"file": ("big.md", big, "text/markdown")})
     assert r.status_code == 413
     assert loaded.get("/documents").json()["documents"] == before
+
+
+def test_prompt_endpoint(loaded):
+    r = loaded.post("/prompts", json={"idea": "portrait of an old fisherman, (weathered face:1.3)", "style": "oil painting", "budget": 20})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {"prompt", "negative_prompt", "tokens", "dropped", "context"} <= set(body)
+    assert body["tokens"]["prompt"] <= 20 and set(body["tokens"]) == {"prompt", "negative_prompt"}
+    assert "(weathered face:1.3)" in body["prompt"] and body["prompt"].startswith("portrait of an old fisherman")
+    for c in body["context"]:
+        doc = next(d for d in loaded.get("/documents").json()["documents"] if d["source"] == c["source"])
+        assert loaded.get(f"/documents/{doc['id']}").json()["text"][c["start"] : c["end"]] == c["text"]
+    no_negative = loaded.post("/prompts", json={"idea": "a cat", "negative": False}).json()
+    assert no_negative["negative_prompt"] == ""
+
+
+@pytest.mark.parametrize("body,needle", [
+    ({"idea": ""}, "idea must not be empty"), ({"idea": "(cat"}, "unbalanced '('"), ({"idea": "cat", "budget": 80}, "budget must be an integer from 1 to 75"),
+    ({"idea": "(cat:1e9)"}, "outside"), ({"idea": 3}, "idea"), ({"style": "x"}, "idea"), ({"idea": "cat", "budgett": 3}, "budgett"),
+])
+def test_prompt_endpoint_bad_input(loaded, body, needle):
+    r = loaded.post("/prompts", json=body)
+    assert r.status_code == 400 and needle in r.text
