@@ -79,32 +79,47 @@ class _Planner:
                 self.section += 1
                 self.split(s, e, li + 1)
             return
-        group: list[int] | None = None  # [start, end, pieces]
+        pieces = [p for p in (self.trim(s, e) for s, e in zip(starts, ends)) if p[0] < p[1]]
+        if not pieces:
+            return
+        ps = [p[0] for p in pieces]
+        pe = [p[1] for p in pieces]
+        vector = self.measure.bounds(ps, pe)
+        if vector is not None:
+            first, last = vector
+
+            def span_count(i: int, j: int) -> int:
+                return last[j] - first[i] + 1
+        else:
+
+            def span_count(i: int, j: int) -> int:
+                return count(ps[i], pe[j])
+
         budget, min_tokens, max_pieces = self.budget, self.min_tokens, level.max_pieces
-        for s, e in zip(starts, ends):
-            s, e = self.trim(s, e)
-            if s >= e:
+        out = self.out
+        section = self.section
+        g = -1  # index of the first piece of the open group, -1 when none
+        g_end = 0  # index of its last piece
+        for j in range(len(pieces)):
+            if span_count(j, j) > budget:
+                if g >= 0:
+                    out.append((ps[g], pe[g_end], section))
+                    g = -1
+                self.split(ps[j], pe[j], li + 1)
                 continue
-            if count(s, e) > budget:
-                if group:
-                    self.out.append((group[0], group[1], self.section))
-                    group = None
-                self.split(s, e, li + 1)
-                continue
-            if group is None:
-                group = [s, e, 1]
+            if g < 0:
+                g, g_end = j, j
             elif (
-                (max_pieces is not None and group[2] >= max_pieces)
-                or (min_tokens is not None and count(group[0], group[1]) >= min_tokens)
-                or count(group[0], e) > budget
+                (max_pieces is not None and j - g >= max_pieces)
+                or (min_tokens is not None and span_count(g, g_end) >= min_tokens)
+                or span_count(g, j) > budget
             ):
-                self.out.append((group[0], group[1], self.section))
-                group = [s, e, 1]
+                out.append((ps[g], pe[g_end], section))
+                g, g_end = j, j
             else:
-                group[1] = e
-                group[2] += 1
-        if group:
-            self.out.append((group[0], group[1], self.section))
+                g_end = j
+        if g >= 0:
+            out.append((ps[g], pe[g_end], section))
 
     def windows(self, a: int, b: int) -> None:
         while a < b:
@@ -113,6 +128,31 @@ class _Planner:
             if s < e2:
                 self.out.append((s, e2, self.section))
             a, _ = self.trim(e, b)
+
+
+def _back(measure: Measure, a: int, b: int, n: int) -> int:
+    """The earliest start ``s`` in ``[a, b)`` with ``count(s, b) <= n``."""
+    lo, hi = a, b - 1  # count(hi, b) >= 1; find the smallest s with count(s, b) <= n
+    if measure.count(a, b) <= n:
+        return a
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if measure.count(mid, b) <= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _next_space(text: str, s: int, limit: int) -> int | None:
+    """The first position after whitespace at or after ``s`` (before ``limit``)."""
+    for i in range(s, min(limit, s + 200)):
+        if text[i].isspace():
+            j = i
+            while j < limit and text[j].isspace():
+                j += 1
+            return j if j < limit else None
+    return None
 
 
 class LevelChunker(Chunker):
@@ -131,11 +171,14 @@ class LevelChunker(Chunker):
             return []
         source = Source(text)
         measure = self.tokenizer.measure(text)
-        spans = self._plan(source, measure, 0, len(text), self.max_tokens - self.overlap)
-        counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
-        spans, counts = self._repair(source, measure, spans, counts)
-        if self.overlap:
-            spans, counts = self._extend(source, measure, spans, counts)
+        if not self.split_levels() and self.overlap:
+            spans, counts = self._strided_windows(source, measure)
+        else:
+            spans = self._plan(source, measure, 0, len(text), self.max_tokens - self.overlap)
+            counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
+            spans, counts = self._repair(source, measure, spans, counts)
+            if self.overlap:
+                spans, counts = self._extend(source, measure, spans, counts)
         return [
             Chunk(text[a:b], a, b, n, i, self._meta(source, a))
             for i, ((a, b, _), n) in enumerate(zip(spans, counts))
@@ -150,42 +193,79 @@ class LevelChunker(Chunker):
         planner.split(a, b)
         return planner.out
 
+    def _strided_windows(self, source: Source, measure: Measure):
+        """Windows of ``max_tokens`` starting every ``max_tokens - overlap`` tokens
+        (0:1000, 800:1800, ...); a shared region whose exact count is over
+        ``overlap`` starts one token later."""
+        planner = _Planner(source, measure, (), self.max_tokens, None)
+        text, n = source.text, len(source.text)
+        spans: list[Span] = []
+        a, _ = planner.trim(0, n)
+        while a < n:
+            e = measure.advance(a, self.max_tokens, n)
+            s, e2 = planner.trim(a, e)
+            if s < e2:
+                spans.append((s, e2, 0))
+            if e >= n:
+                break
+            nxt, _ = planner.trim(measure.advance(a, self.max_tokens - self.overlap, n), n)
+            a = max(nxt, a + 1)
+        counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
+        spans, counts = self._repair(source, measure, spans, counts)
+        for i in range(1, len(spans)):
+            for _attempt in range(4):
+                (_pa, pb, _), (a, b, sec) = spans[i - 1], spans[i]
+                if a >= pb or self._exact_counts(measure, [(a, pb)])[0] <= self.overlap:
+                    break
+                a2, _ = planner.trim(measure.advance(a, 1, b), b)
+                spans[i] = (a2, b, sec)
+                counts[i] = self._exact_counts(measure, [(a2, b)])[0]
+        del text
+        return spans, counts
+
     def _extend(self, source: Source, measure: Measure, spans: list[Span], counts: list[int]):
-        """Extend each chunk over the start of the next one in its section by up to
-        ``overlap`` tokens; an extension whose exact count breaks either limit is
-        dropped, never trimmed blindly."""
+        """Carry up to ``overlap`` tokens from the end of the previous chunk in the
+        same section into the start of each chunk, starting on a word boundary, so
+        chunk ends stay where the plan put them (sentence and paragraph ends). An
+        extension whose exact count breaks either limit is dropped, never cut blindly."""
         text = source.text
         candidates: dict[int, int] = {}
-        for i, ((a, b, sec), nxt) in enumerate(zip(spans, spans[1:])):
-            if nxt[2] != sec:
+        for i in range(1, len(spans)):
+            (pa, pb, psec), (a, b, sec) = spans[i - 1], spans[i]
+            if psec != sec:
                 continue
             room = min(self.overlap, self.max_tokens - counts[i])
             if room <= 0:
                 continue
-            e = measure.advance(nxt[0], room, nxt[1])
-            if e < nxt[1] and not text[e].isspace():
-                cut = max(text.rfind(" ", nxt[0], e), text.rfind("\n", nxt[0], e))
-                if cut > nxt[0]:
-                    e = cut  # end the overlap on a word boundary
-            while e > nxt[0] and text[e - 1].isspace():
-                e -= 1
-            if e > b:
-                candidates[i] = e
+            s = _back(measure, pa, pb, room)
+            if s == pa:  # never swallow the whole previous chunk
+                s = pa + 1
+            if not text[s - 1].isspace():
+                cut = _next_space(text, s, pb)
+                if cut is not None:
+                    s = cut  # start the overlap on a word boundary
+            while s < a and text[s].isspace():
+                s += 1
+            if s < pb:
+                candidates[i] = s
         if not candidates:
             return spans, counts
         order = sorted(candidates)
-        whole = self._exact_counts(measure, [(spans[i][0], candidates[i]) for i in order])
-        shared = self._exact_counts(measure, [(spans[i + 1][0], candidates[i]) for i in order])
+        whole = self._exact_counts(measure, [(candidates[i], spans[i][1]) for i in order])
+        shared = self._exact_counts(measure, [(candidates[i], spans[i - 1][1]) for i in order])
         spans, counts = list(spans), list(counts)
         for i, n_whole, n_shared in zip(order, whole, shared):
             if n_whole <= self.max_tokens and n_shared <= self.overlap:
-                spans[i] = (spans[i][0], candidates[i], spans[i][2])
+                spans[i] = (candidates[i], spans[i][1], spans[i][2])
                 counts[i] = n_whole
         return spans, counts
 
     def _exact_counts(self, measure: Measure, spans: Sequence[tuple[int, int]]) -> list[int]:
         if measure.exact:
             return [measure.count(a, b) for a, b in spans]
+        exact = getattr(measure, "exact_counts", None)
+        if exact is not None:
+            return exact(spans)
         text = measure.text
         return self.tokenizer.count_batch([text[a:b] for a, b in spans])
 

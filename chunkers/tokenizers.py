@@ -89,7 +89,7 @@ class WordCounter(TokenCounter):
 
     def measure(self, text: str) -> Measure:
         ends = np.fromiter((m.end() for m in _WORD.finditer(text)), dtype=np.int64)
-        return OffsetMeasure(text, ends, self.count)
+        return OffsetMeasure(text, ends, self.count, self.count_batch)
 
 
 # --- tiktoken ---------------------------------------------------------------
@@ -158,9 +158,15 @@ class TiktokenCounter(TokenCounter):
         return len(self.encoding.encode_ordinary(text))
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
-        if len(texts) < 4:
-            return [self.count(t) for t in texts]
-        return [len(ids) for ids in self.encoding.encode_ordinary_batch(list(texts), num_threads=self.threads)]
+        encode = self.encoding.encode_ordinary
+        total = sum(map(len, texts))
+        if self.threads <= 1 or total < 200_000:
+            return [len(encode(t)) for t in texts]
+        # One contiguous group per thread (tiktoken releases the GIL while encoding);
+        # a future per text would cost more than encoding a short text.
+        groups = _split_even(list(texts), self.threads)
+        counts = _pool(self.threads).map(lambda group: [len(encode(t)) for t in group], groups)
+        return [n for group in counts for n in group]
 
     def measure(self, text: str) -> Measure:
         lengths = self._token_bytes
@@ -171,12 +177,35 @@ class TiktokenCounter(TokenCounter):
         for i in range(0, len(bounds), step):
             batch = bounds[i : i + step]
             blocks = [text[a:b] for a, b in batch]
-            encoded = self.encoding.encode_ordinary_batch(blocks, num_threads=self.threads)
+            if self.threads > 1 and len(blocks) > 1:
+                encoded = list(_pool(self.threads).map(self.encoding.encode_ordinary, blocks))
+            else:
+                encoded = [self.encoding.encode_ordinary(b) for b in blocks]
             for (a, _b), block, ids in zip(batch, blocks, encoded):
                 byte_ends = np.cumsum(lengths[np.asarray(ids, dtype=np.int64)])
                 parts.append(a + _bytes_to_chars(block, byte_ends))
         ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return OffsetMeasure(text, ends, self.count)
+        return OffsetMeasure(text, ends, self.count, self.count_batch, safe=True)
+
+
+def _split_even(items: list, parts: int) -> list[list]:
+    """Contiguous groups of roughly equal total length."""
+    total = sum(map(len, items)) or 1
+    groups: list[list] = [[]]
+    acc = 0
+    for item in items:
+        if acc >= total * len(groups) / parts and len(groups) < parts:
+            groups.append([])
+        groups[-1].append(item)
+        acc += len(item)
+    return groups
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkers-encode")
 
 
 def _bytes_to_chars(block: str, byte_ends: np.ndarray) -> np.ndarray:
@@ -222,7 +251,7 @@ class HFTokenizerCounter(TokenCounter):
             if enc.offsets:
                 parts.append(a + np.maximum.accumulate(np.array([e for _s, e in enc.offsets], dtype=np.int64)))
         ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return OffsetMeasure(text, ends, self.count)
+        return OffsetMeasure(text, ends, self.count, self.count_batch)
 
 
 def _hf_folder(path: str) -> HFTokenizerCounter:
