@@ -528,6 +528,30 @@ def quality(npz_path: Path, ends) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def _cpu_busy_s() -> float | None:
+    """Machine-wide busy CPU seconds so far (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def source_fingerprint() -> str:
+    """Short hash of chunkers/*.py: the editable install runs whatever is on disk now."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "chunkers").glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -576,6 +600,8 @@ def render(rows: list[dict], meta: dict) -> str:
             notes.append(f"{r['unlocated']} chunks not found in the text")
         if r.get("children_peak_mb"):
             notes.append(f"max worker RSS {r['children_peak_mb']:.0f} MB")
+        if r.get("foreign_cpu_pct", 0) >= 10:
+            notes.append(f"other processes used {r['foreign_cpu_pct']:.0f}% of the CPUs meanwhile")
         if not r.get("peak_exact", True):
             notes.append("peak from ru_maxrss")
         toks = f"{r['tok_p5']} / {r['tok_p95']} / {r['tok_max']}" if "tok_max" in r else "–"
@@ -593,13 +619,15 @@ def header(meta: dict) -> str:
         f"# chunkers benchmark\n\n"
         f"- date: {meta['date']}; host: {meta['host']}; 1-min load average {meta['load_start']:.2f} at the start"
         + (f", {meta['load_end']:.2f} at the end" if "load_end" in meta else "")
-        + " (other work on the machine skews the timings)\n"
+        + " (other work on the machine skews the timings; rows run while other processes were busy say so in their notes)\n"
         f"- text: {meta['mb']:.1f} MB ({meta['chars']} chars) of bench/corpus/prose.txt — {meta['sources']}; "
         f"batch rows: the same text as {meta['n_docs']} documents\n"
         f"- budget: {MAX_TOKENS} tokens (cl100k_base), overlap 0 and {OVERLAP} tokens; MB/s = best of {meta['repeats']} runs "
         f"(2 when a run takes > 20 s) after a warm-up, MB = 10^6 bytes of UTF-8\n"
         f"- peak MB: growth of the case process's peak RSS over its RSS just before the run (text loaded, chunker built)\n"
-        f"- versions: {libs}\n"
+        f"- versions: {libs}; chunkers source (sha256 of chunkers/*.py) {meta['source']}"
+        + (f" — CHANGED during the run to {meta['source_changed']}: rows mix two versions" if meta.get("source_changed") else "")
+        + "\n"
     )
 
 
@@ -696,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "load_start": os.getloadavg()[0],
+        "source": source_fingerprint(),
         "mb": len(text.encode("utf-8")) / 1e6,
         "chars": len(text),
         "n_docs": len(split_docs(text)[0]),
@@ -704,8 +733,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
     }
     print(header(meta), flush=True)
-    if meta["load_start"] > 0.5:
-        print(f"[bench] warning: load average {meta['load_start']:.2f}: something else is running; timings will be noisy", flush=True)
+    b0 = _cpu_busy_s()
+    time.sleep(1.0)
+    b1 = _cpu_busy_s()
+    if b0 is not None and b1 is not None and (b1 - b0) / (os.cpu_count() or 1) > 0.1:
+        print(f"[bench] warning: other processes are using {100 * (b1 - b0) / (os.cpu_count() or 1):.0f}% of the CPUs; timings will be noisy", flush=True)
     rows: list[dict] = []
     tmpdir = Path(tempfile.mkdtemp(prefix="chunkers-bench-"))
     try:
@@ -715,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] {i}/{len(cases)} {case['id']} ...", end=" ", flush=True)
             row = dict(case)
             t0 = time.perf_counter()
+            busy0, own0 = _cpu_busy_s(), _children_cpu_s()
             try:
                 proc = subprocess.run(
                     [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
@@ -730,13 +763,21 @@ def main(argv: list[str] | None = None) -> int:
                         row.update(quality(out, ends))
             except subprocess.TimeoutExpired:
                 row["error"] = f"timed out after {args.case_timeout} s"
-            rows.append(row)
             took = time.perf_counter() - t0
+            busy1 = _cpu_busy_s()
+            if busy0 is not None and busy1 is not None and took > 0:
+                # CPU time that processes other than this case used meanwhile, as a share of the whole machine
+                foreign = (busy1 - busy0) - (_children_cpu_s() - own0)
+                row["foreign_cpu_pct"] = max(0.0, 100.0 * foreign / (took * (os.cpu_count() or 1)))
+            rows.append(row)
             print(row.get("error") or f"{row['mb_s']:.2f} MB/s, peak {row['peak_mb']:.0f} MB ({took:.0f} s)", flush=True)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     meta["load_end"] = os.getloadavg()[0]
+    if source_fingerprint() != meta["source"]:
+        meta["source_changed"] = source_fingerprint()
+        print(f"[bench] warning: chunkers/*.py changed during the run ({meta['source']} -> {meta['source_changed']}); rows mix two versions", flush=True)
     table = render(rows, meta)
     report = header(meta) + "\n" + table + "\n"
     print("\n" + table)

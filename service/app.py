@@ -7,6 +7,7 @@ import hmac
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import anyio
@@ -22,6 +23,8 @@ from ingest import ChunkSettings, Ingestor
 from ingest.loaders import MAX_FILE_BYTES
 from retrieval import Notebook
 
+from .images import ROUTES as IMAGE_ROUTES
+
 PUBLIC_PATHS = {"/health"}
 
 
@@ -31,10 +34,12 @@ class ServiceConfig:
     api_key: str | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
     chunking: ChunkSettings | None = None
+    max_generations: int = 1
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServiceConfig":
-        config = cls(data_dir=os.environ.get("NOTELOOM_DATA"), api_key=os.environ.get("NOTELOOM_API_KEY") or None)
+        config = cls(data_dir=os.environ.get("NOTELOOM_DATA"), api_key=os.environ.get("NOTELOOM_API_KEY") or None,
+                     max_generations=int(os.environ.get("NOTELOOM_MAX_GENERATIONS", "1")))
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
@@ -175,6 +180,23 @@ def build_prompt(request: Request, data: PromptRequest) -> dict[str, Any]:
     return out
 
 
+def _image_state(app: Litestar, config: ServiceConfig) -> None:
+    """Generation backend and CLIP scorer load on first use: the rest of the
+    service works when no Stable Diffusion or CLIP weights are present."""
+    import functools
+
+    from imagegen.generate import DiffusersBackend, DiffusersSettings
+    from imagegen.score import ClipScorer
+
+    from .jobs import Jobs
+
+    app.state.gallery = Path(app.state.notebook.folder) / "gallery"
+    app.state.gallery.mkdir(parents=True, exist_ok=True)
+    app.state.backend = functools.lru_cache(maxsize=1)(lambda: DiffusersBackend(DiffusersSettings.from_env(), gallery=app.state.gallery))
+    app.state.scorer = functools.lru_cache(maxsize=1)(ClipScorer.from_env)
+    app.state.jobs = Jobs(max_running=config.max_generations)
+
+
 def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Litestar:
     from .errors import EXCEPTION_HANDLERS
 
@@ -195,13 +217,14 @@ def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Lit
         from imagegen import PromptBuilder
 
         app.state.prompt_builder = PromptBuilder(app.state.notebook)
+        _image_state(app, config)
         try:
             yield
         finally:
             app.state.notebook.store.close()
 
     app = Litestar(
-        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt],
+        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES],
         lifespan=[lifespan],
         guards=[api_key_guard],
         exception_handlers=EXCEPTION_HANDLERS,

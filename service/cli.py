@@ -130,6 +130,72 @@ def cmd_prompt(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from imagegen import PromptBuilder
+    from imagegen.generate import DiffusersBackend, DiffusersSettings, GenerationRequest
+    from imagegen.score import ClipScorer
+
+    nb = _notebook(args)
+    settings = DiffusersSettings.from_env()
+    if args.model:
+        settings.model = args.model
+    prompt, negative, built = args.idea_or_prompt, args.negative or "", None
+    if args.from_notes:
+        built = PromptBuilder(nb).build(args.idea_or_prompt, style=args.style)
+        prompt, negative = built.prompt, args.negative if args.negative is not None else built.negative_prompt
+    request = GenerationRequest(prompt, negative, steps=args.steps, guidance_scale=args.guidance, width=args.width, height=args.height,
+                                seed=args.seed, num_images=args.n, scheduler=args.scheduler)
+    request.validate()
+    backend = DiffusersBackend(settings, gallery=nb.folder / "gallery")
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    images = backend.generate(request, progress=progress)
+    if show:
+        print(file=sys.stderr)
+    scoring = None
+    try:
+        result = ClipScorer.from_env().score([g.image for g in images], prompt)
+        for g, s in zip(images, result.scores):
+            g.score = s
+        images = [images[i] for i in result.order]
+        scoring = {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"noteloom generate: images not scored: {exc}", file=sys.stderr)
+    if args.json:
+        _print_json({"prompt": prompt, "negative_prompt": negative, "built": built.to_dict() if built else None,
+                     "images": [g.to_dict() for g in images], "scoring": scoring})
+        return 0
+    print(f"prompt: {prompt}\nnegative: {negative}")
+    for g in images:
+        print(f"{g.path}  seed {g.seed}  score {g.score if g.score is not None else '-'}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from imagegen.score import ClipScorer
+    from service.images import decode_image
+
+    images = []
+    for path in args.images:
+        try:
+            images.append(decode_image(open(path, "rb").read(), path))
+        except OSError as exc:
+            print(f"noteloom score: error: {path}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
+    result = ClipScorer.from_env().score(images, args.prompt)
+    if args.json:
+        _print_json({**result.to_dict(), "images": [{"path": p, "score": s} for p, s in zip(args.images, result.scores)]})
+        return 0
+    for i in result.order:
+        print(f"{result.scores[i]:8.3f}  {args.images[i]}")
+    print(f"model {result.model}/{result.pretrained}, score = {result.convention}" + (f"; prompt cut to: {result.prompt_seen!r}" if result.truncated else ""))
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -191,6 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--json", action="store_true")
     prompt.set_defaults(handler=cmd_prompt)
 
+    gen = sub.add_parser("generate", help="generate images with Stable Diffusion and rank them by CLIP score")
+    gen.add_argument("idea_or_prompt")
+    gen.add_argument("--from-notes", action="store_true", help="build the prompt from the idea and the notes first")
+    gen.add_argument("--style", default=None)
+    gen.add_argument("--negative", default=None)
+    gen.add_argument("-n", type=int, default=1)
+    gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--width", type=int, default=None)
+    gen.add_argument("--height", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--scheduler", default=None, help="DPM++ 2M Karras, Euler a, Euler, DDIM, LCM, UniPC, ...")
+    gen.add_argument("--model", default=None, help="diffusers folder, checkpoint file or cached Hugging Face id (else $NOTELOOM_SD_MODEL)")
+    gen.add_argument("--json", action="store_true")
+    gen.set_defaults(handler=cmd_generate)
+
+    score = sub.add_parser("score", help="CLIP-score images against a prompt")
+    score.add_argument("images", nargs="+", metavar="IMAGE")
+    score.add_argument("--prompt", required=True)
+    score.add_argument("--json", action="store_true")
+    score.set_defaults(handler=cmd_score)
+
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -206,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, LookupError) as exc:  # library errors subclass these; name the problem, no traceback
         print(f"noteloom {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (FileNotFoundError, RuntimeError) as exc:  # missing model weights, busy
+        print(f"noteloom {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException
 
 from chunkers.errors import ChunkingError
 from imagegen.errors import BusyError, GenerationError, ModelNotFoundError, PromptError
+from imagegen.generate import Cancelled
 from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
 from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError
 
@@ -21,6 +22,7 @@ STATUS_BY_EXCEPTION: list[tuple[type[BaseException], int]] = [
     (UnsupportedFileError, 415),
     (EmbeddingMismatchError, 409),
     (BusyError, 429),
+    (Cancelled, 409),
     (ModelNotFoundError, 503),
     (PromptError, 400),
     (GenerationError, 400),

@@ -1,0 +1,399 @@
+"""Image generation: one small backend interface, diffusers as the real backend.
+
+A backend implements ``generate(request, progress=None, cancel=None)``. The
+diffusers backend loads a model from a diffusers folder, a single
+``.safetensors``/``.ckpt`` file (with a local config folder, so it stays offline)
+or a Hugging Face id already in the local cache; SD 1.x, 2.x and SDXL, and
+few-step models (SD-Turbo, LCM) with their own defaults. Every image has its own
+seeded generator (on the CPU, so seeds reproduce across devices) and records its
+seed; the same request gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import BusyError, GenerationError, ModelNotFoundError
+from .png import save_png
+
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "LCM": ("LCMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+MAX_IMAGES = 8
+MAX_SIDE = 2048
+MIN_SIDE = 64
+MAX_STEPS = 150
+MAX_SEED = 2**32 - 1
+
+
+class Cancelled(RuntimeError):
+    """The caller cancelled the generation."""
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    seeds: list[int] | None = None
+    num_images: int = 1
+    scheduler: str | None = None
+    init_image: Any = None  # PIL image: img2img, or the image to inpaint
+    strength: float = 0.75
+    mask_image: Any = None  # PIL image, white = repaint
+
+    @property
+    def mode(self) -> str:
+        return "inpaint" if self.mask_image is not None else "img2img" if self.init_image is not None else "txt2img"
+
+    def resolved_seeds(self) -> list[int]:
+        if self.seeds:
+            return list(self.seeds)
+        base = self.seed if self.seed is not None else int.from_bytes(os.urandom(4), "big")
+        return [(base + i) % (MAX_SEED + 1) for i in range(self.num_images)]
+
+    def validate(self) -> None:
+        """Check everything before any model work; errors name the bad value."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise GenerationError("prompt must be a non-empty string")
+        if not isinstance(self.negative_prompt, str):
+            raise GenerationError("negative_prompt must be a string")
+        _int_range("num_images", self.num_images, 1, MAX_IMAGES)
+        if self.steps is not None:
+            _int_range("steps", self.steps, 1, MAX_STEPS)
+        if self.guidance_scale is not None and (isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float))
+                                                or not 0 <= self.guidance_scale <= 30):
+            raise GenerationError(f"guidance_scale must be a number from 0 to 30, got {self.guidance_scale!r}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None:
+                _int_range(name, value, MIN_SIDE, MAX_SIDE)
+                if value % 8:
+                    raise GenerationError(f"{name} must be a multiple of 8, got {value}")
+        if self.seeds is not None:
+            if not isinstance(self.seeds, list) or not 1 <= len(self.seeds) <= MAX_IMAGES:
+                raise GenerationError(f"seeds must be a list of 1 to {MAX_IMAGES} integers, got {self.seeds!r}")
+            for s in self.seeds:
+                _int_range("seed", s, 0, MAX_SEED)
+        if self.seed is not None:
+            _int_range("seed", self.seed, 0, MAX_SEED)
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise GenerationError(f"unknown scheduler {self.scheduler!r}; choose from: {', '.join(SCHEDULERS)}")
+        if self.init_image is not None or self.mask_image is not None:
+            if self.init_image is None:
+                raise GenerationError("a mask needs an init image to inpaint")
+            if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) or not 0 < self.strength <= 1:
+                raise GenerationError(f"strength must be in (0, 1], got {self.strength!r}")
+            w, h = self.init_image.size
+            if w % 8 or h % 8 or not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+                raise GenerationError(f"init image is {w}x{h}; sides must be multiples of 8 from {MIN_SIDE} to {MAX_SIDE}")
+            if self.mask_image is not None and self.mask_image.size != self.init_image.size:
+                raise GenerationError(f"mask is {self.mask_image.size[0]}x{self.mask_image.size[1]} but the image is {w}x{h}; they must match")
+            if (self.width or w) != w or (self.height or h) != h:
+                raise GenerationError(f"width/height ({self.width}x{self.height}) must match the init image ({w}x{h}) or be left out")
+
+
+def _int_range(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GenerationError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+@dataclass
+class GeneratedImage:
+    image: Any
+    seed: int
+    params: dict[str, Any]
+    path: Path | None = None
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "params": self.params, "path": str(self.path) if self.path else None, "score": self.score}
+
+
+Progress = Callable[[int, int], None]
+
+
+class Backend(ABC):
+    """Generates images for a request. ``progress(done, total)`` is called per
+    step; setting ``cancel`` stops the work (raising ``Cancelled``)."""
+
+    @abstractmethod
+    def generate(self, request: GenerationRequest, *, progress: Progress | None = None,
+                 cancel: threading.Event | None = None) -> list[GeneratedImage]:
+        ...
+
+
+@dataclass
+class ModelDefaults:
+    steps: int = 25
+    guidance_scale: float = 7.0
+    scheduler: str | None = None
+    width: int = 512
+    height: int = 512
+
+
+@dataclass
+class DiffusersSettings:
+    model: str | None = None
+    config: str | None = None  # diffusers-format config folder for single-file checkpoints
+    device: str | None = None
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    cpu_offload: bool = False
+    lora: list[str] = field(default_factory=list)
+    textual_inversion: list[tuple[str, str | None]] = field(default_factory=list)  # (path, token)
+
+    @classmethod
+    def from_env(cls) -> "DiffusersSettings":
+        flag = lambda name: os.environ.get(name, "").lower() in ("1", "true", "yes")  # noqa: E731
+        ti = []
+        for item in filter(None, os.environ.get("NOTELOOM_SD_TEXTUAL_INVERSION", "").split(os.pathsep)):
+            path, _, token = item.partition("=")
+            ti.append((path, token or None))
+        return cls(
+            model=os.environ.get("NOTELOOM_SD_MODEL") or None, config=os.environ.get("NOTELOOM_SD_CONFIG") or None,
+            device=os.environ.get("NOTELOOM_DEVICE") or None, attention_slicing=flag("NOTELOOM_ATTENTION_SLICING"),
+            vae_slicing=flag("NOTELOOM_VAE_SLICING"), cpu_offload=flag("NOTELOOM_CPU_OFFLOAD"),
+            lora=list(filter(None, os.environ.get("NOTELOOM_SD_LORA", "").split(os.pathsep))), textual_inversion=ti,
+        )
+
+
+MISSING_MODEL = (
+    "no Stable Diffusion model {what}. Provide one of: a diffusers-format folder (with model_index.json), "
+    "a .safetensors/.ckpt checkpoint together with NOTELOOM_SD_CONFIG (a diffusers-format config folder, so nothing is "
+    "downloaded), or a Hugging Face id already in your local cache; set it as NOTELOOM_SD_MODEL or --model."
+)
+
+
+class DiffusersBackend(Backend):
+    def __init__(self, settings: DiffusersSettings | None = None, *, pipeline=None, gallery: str | Path | None = None) -> None:
+        self.settings = settings or DiffusersSettings.from_env()
+        self._pipeline = pipeline
+        self.gallery = Path(gallery) if gallery else None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._added_tokens: list[str] = []
+        self.model_name = self.settings.model or ("in-memory pipeline" if pipeline is not None else None)
+        if pipeline is not None:
+            self._prepare(pipeline)
+
+    # --- loading ------------------------------------------------------------
+
+    @property
+    def pipeline(self):
+        with self._load_lock:
+            if self._pipeline is None:
+                self._pipeline = self._prepare(self._load())
+            return self._pipeline
+
+    def _load(self):
+        spec = self.settings.model
+        if not spec:
+            raise ModelNotFoundError(MISSING_MODEL.format(what="is configured"))
+        import torch
+        from diffusers import DiffusionPipeline
+
+        from chunkers.embedders import cpu_threads
+
+        torch.set_num_threads(cpu_threads())
+        device = self.device
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        path = Path(spec).expanduser()
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+        common = {"dtype": dtype, "local_files_only": True}
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise ModelNotFoundError(MISSING_MODEL.format(what=f"in {path} (no model_index.json)"))
+            return DiffusionPipeline.from_pretrained(str(path), safety_checker=None, **common)
+        if path.suffix in (".safetensors", ".ckpt"):
+            if not path.is_file():
+                raise ModelNotFoundError(MISSING_MODEL.format(what=f"at {path} (no such file)"))
+            config = self.settings.config
+            if not config or not (Path(config) / "model_index.json").is_file():
+                raise ModelNotFoundError(MISSING_MODEL.format(what=f"config for {path.name}: set NOTELOOM_SD_CONFIG to a diffusers-format folder"))
+            class_name = json.loads((Path(config) / "model_index.json").read_text())["_class_name"]
+            import diffusers
+
+            return getattr(diffusers, class_name).from_single_file(str(path), config=str(config), **common)
+        try:
+            return DiffusionPipeline.from_pretrained(spec, **common)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(MISSING_MODEL.format(what=f"{spec!r} in the local Hugging Face cache ({type(exc).__name__})")) from None
+
+    @property
+    def added_tokens(self) -> list[str]:
+        """Tokens learned by the loaded textual inversions (they count as one token each)."""
+        self.pipeline
+        return list(self._added_tokens)
+
+    @property
+    def device(self) -> str:
+        if self.settings.device:
+            return self.settings.device
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def _prepare(self, pipe):
+        s = self.settings
+        if getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None
+        for lora in s.lora:
+            if not Path(lora).exists():
+                raise ModelNotFoundError(f"LoRA weights not found: {lora}")
+            pipe.load_lora_weights(lora)
+        for path, token in s.textual_inversion:
+            if not Path(path).exists():
+                raise ModelNotFoundError(f"textual inversion embedding not found: {path}")
+            before = len(pipe.tokenizer)
+            pipe.load_textual_inversion(path, token=token)
+            self._added_tokens += pipe.tokenizer.convert_ids_to_tokens(list(range(before, len(pipe.tokenizer))))
+        if s.attention_slicing:
+            pipe.enable_attention_slicing()
+        if s.vae_slicing and hasattr(pipe, "vae") and hasattr(pipe.vae, "enable_slicing"):
+            pipe.vae.enable_slicing()
+        if s.cpu_offload and self.device == "cuda":
+            pipe.enable_model_cpu_offload()
+        elif pipe.device.type != self.device:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def defaults(self) -> ModelDefaults:
+        pipe = self.pipeline
+        name = (self.model_name or "").lower()
+        side = int(pipe.unet.config.sample_size * pipe.vae_scale_factor) if hasattr(pipe, "unet") else 512
+        if "turbo" in name:
+            return ModelDefaults(steps=1, guidance_scale=0.0, width=side, height=side)
+        if "lcm" in name:
+            return ModelDefaults(steps=4, guidance_scale=1.0, scheduler="LCM", width=side, height=side)
+        return ModelDefaults(width=side, height=side)
+
+    @property
+    def single_text_encoder(self) -> bool:
+        pipe = self.pipeline
+        return getattr(pipe, "text_encoder_2", None) is None and getattr(pipe, "text_encoder", None) is not None
+
+    # --- generating -------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, *, progress: Progress | None = None,
+                 cancel: threading.Event | None = None) -> list[GeneratedImage]:
+        request.validate()
+        if not self._run_lock.acquire(blocking=False):
+            raise BusyError("a generation is already running in this process; try again when it finishes")
+        try:
+            return self._generate(request, progress, cancel)
+        finally:
+            self._run_lock.release()
+
+    def _generate(self, request: GenerationRequest, progress: Progress | None, cancel: threading.Event | None):
+        import torch
+
+        from .conditioning import is_plain, prompt_embeddings
+
+        pipe = self.pipeline
+        d = self.defaults()
+        steps = request.steps or d.steps
+        guidance = d.guidance_scale if request.guidance_scale is None else float(request.guidance_scale)
+        scheduler = request.scheduler or d.scheduler
+        seeds = request.resolved_seeds()
+        if request.init_image is not None:
+            width, height = request.init_image.size
+        else:
+            width, height = request.width or d.width, request.height or d.height
+        runner = self._runner(pipe, request.mode)
+        if scheduler:
+            cls_name, options = SCHEDULERS[scheduler]
+            import diffusers
+
+            runner.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **options)
+        kwargs: dict[str, Any] = {"num_inference_steps": steps, "guidance_scale": guidance, "output_type": "pil",
+                                  "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds], "num_images_per_prompt": len(seeds)}
+        info: dict[str, Any] = {}
+        if self.single_text_encoder:
+            pos, neg, info = prompt_embeddings(request.prompt, request.negative_prompt, pipe.tokenizer, pipe.text_encoder, pipe.device)
+            kwargs.update(prompt_embeds=pos, negative_prompt_embeds=neg)
+        else:
+            if not (is_plain(request.prompt) and is_plain(request.negative_prompt)):
+                raise GenerationError("emphasis weights and BREAK are supported for SD 1.x/2.x pipelines; send SDXL plain prompts")
+            kwargs.update(prompt=request.prompt, negative_prompt=request.negative_prompt or None)
+        if request.mode == "txt2img":
+            kwargs.update(width=width, height=height)
+        else:
+            kwargs.update(image=request.init_image.convert("RGB"), strength=float(request.strength))
+            if request.mode == "inpaint":
+                kwargs.update(mask_image=request.mask_image.convert("L").point(lambda v: 255 if v >= 128 else 0),
+                              width=width, height=height)
+        total = _steps_run(steps, request)
+        done = [0]
+
+        def on_step(p, step, _timestep, tensors):
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], total)
+            if cancel is not None and cancel.is_set():
+                p._interrupt = True
+            return tensors
+
+        kwargs["callback_on_step_end"] = on_step
+        started = time.perf_counter()
+        images = runner(**kwargs).images
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled after {done[0]} of {total} steps")
+        elapsed = time.perf_counter() - started
+        params = {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "steps": steps, "guidance_scale": guidance,
+                  "scheduler": scheduler or type(runner.scheduler).__name__, "model": self.model_name, "width": width, "height": height,
+                  "mode": request.mode, "strength": request.strength if request.mode != "txt2img" else None, **info}
+        out = []
+        for image, seed in zip(images, seeds):
+            meta = {**params, "seed": seed}
+            path = None
+            if self.gallery is not None:
+                key = hashlib.sha1(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:12]
+                path = save_png(image, self.gallery / time.strftime("%Y%m%d") / f"{key}-{seed}.png", meta)
+            out.append(GeneratedImage(image, seed, {**meta, "seconds": round(elapsed, 3)}, path))
+        return out
+
+    def _runner(self, pipe, mode: str):
+        if mode == "txt2img":
+            return pipe
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        cls = AutoPipelineForInpainting if mode == "inpaint" else AutoPipelineForImage2Image
+        runner = cls.from_pipe(pipe)
+        runner.set_progress_bar_config(disable=True)
+        return runner
+
+
+def _steps_run(steps: int, request: GenerationRequest) -> int:
+    if request.mode == "txt2img":
+        return steps
+    return max(1, min(steps, int(steps * request.strength)))
+
+
+def with_seeds(request: GenerationRequest, seeds: Sequence[int]) -> GenerationRequest:
+    return replace(request, seeds=list(seeds), seed=None, num_images=len(seeds))

@@ -1,0 +1,204 @@
+"""HTTP routes for image generation and CLIP scoring."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Request, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.response import File, Response
+
+from imagegen.errors import GenerationError
+from imagegen.generate import GenerationRequest
+
+MAX_IMAGE_PIXELS = 2048 * 2048
+
+
+class GenerateBody(msgspec.Struct, forbid_unknown_fields=True):
+    prompt: str | None = None
+    idea: str | None = None
+    from_notes: bool = False
+    style: str | None = None
+    negative_prompt: str | None = None
+    n: int = 1
+    steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    seeds: list[int] | None = None
+    scheduler: str | None = None
+    strength: float = 0.75
+    response: str = "url"
+    wait: bool = True
+    score: bool = True
+
+
+def decode_image(data: bytes, name: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise GenerationError(f"{name}: {image.width}x{image.height} is over the {MAX_IMAGE_PIXELS}-pixel limit")
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, GenerationError):
+            raise
+        raise GenerationError(f"{name}: not a readable image ({type(exc).__name__})") from None
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    from .errors import status_for
+
+    return {"status_code": status_for(exc), "error": type(exc).__name__, "detail": str(exc)}
+
+
+def _generation_request(body: GenerateBody, state, init_image, mask_image) -> tuple[GenerationRequest, dict[str, Any] | None]:
+    if body.response not in ("url", "base64"):
+        raise ClientException(f"response must be 'url' or 'base64', got {body.response!r}")
+    if (body.prompt is None) == (body.idea is None):
+        raise ClientException("send exactly one of 'prompt' (used as written) or 'idea' (a prompt is built from it and your notes)")
+    built = None
+    prompt, negative = body.prompt, body.negative_prompt
+    if body.idea is not None:
+        result = state.prompt_builder.build(body.idea, style=body.style, k=5 if body.from_notes else 0)
+        built = {k: v for k, v in result.to_dict().items() if k in ("prompt", "negative_prompt", "tokens", "dropped", "context")}
+        prompt = result.prompt
+        negative = result.negative_prompt if negative is None else negative
+    request = GenerationRequest(prompt=prompt or "", negative_prompt=negative or "", steps=body.steps, guidance_scale=body.guidance_scale,
+                                width=body.width, height=body.height, seed=body.seed, seeds=body.seeds, num_images=body.n,
+                                scheduler=body.scheduler, init_image=init_image, mask_image=mask_image, strength=body.strength)
+    request.validate()
+    return request, built
+
+
+def run_generation(state, request: GenerationRequest, body: GenerateBody, built, job) -> dict[str, Any]:
+    backend = state.backend()
+
+    def progress(done: int, total: int) -> None:
+        job.steps_done, job.steps_total = done, total
+
+    images = backend.generate(request, progress=progress, cancel=job.cancel)
+    scoring: dict[str, Any] | None = None
+    if body.score:
+        try:
+            result = state.scorer().score([g.image for g in images], request.prompt)
+            for g, s in zip(images, result.scores):
+                g.score = s
+            scoring = {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
+            images = [images[i] for i in result.order]
+        except (FileNotFoundError, ValueError) as exc:  # no CLIP weights: images still come back
+            scoring = {"error": str(exc)}
+    gallery = state.gallery
+    out = []
+    for g in images:
+        item = {"seed": g.seed, "score": g.score, "params": g.params}
+        if body.response == "base64":
+            buffer = io.BytesIO()
+            g.image.save(buffer, format="PNG")
+            item["base64"] = base64.b64encode(buffer.getvalue()).decode()
+        if g.path is not None:
+            item["url"] = "/images/" + g.path.relative_to(gallery).as_posix()
+        out.append(item)
+    return {"images": out, "scoring": scoring, "prompt": built}
+
+
+@post("/generate", status_code=200)
+async def generate(request: Request) -> Response:
+    """Generate images (best CLIP score first). ``wait: false`` answers 202 with a
+    job id; GET /jobs/{id} reports steps done, DELETE /jobs/{id} cancels."""
+    state = request.app.state
+    content_type = request.content_type[0]
+    init_image = mask_image = None
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        raw = form.get("request") or "{}"
+        data = raw.encode() if isinstance(raw, str) else await raw.read()
+        for field_name in ("init_image", "mask_image"):
+            upload = form.get(field_name)
+            if isinstance(upload, UploadFile):
+                image = decode_image(await upload.read(), f"{field_name} {upload.filename!r}")
+                init_image, mask_image = (image, mask_image) if field_name == "init_image" else (init_image, image)
+    elif content_type == "application/json":
+        data = await request.body()
+    else:
+        raise ClientException(f"send application/json or multipart/form-data, not {content_type!r}")
+    try:
+        body = msgspec.json.decode(data, type=GenerateBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ClientException(f"invalid generation request: {exc}") from None
+    gen_request, built = await anyio.to_thread.run_sync(lambda: _generation_request(body, state, init_image, mask_image))
+    await anyio.to_thread.run_sync(lambda: state.backend().pipeline)  # 503 now if no model, not inside the job
+    job = state.jobs.submit(lambda job: run_generation(state, gen_request, body, built, job), _describe)
+    if not body.wait:
+        return Response({"job": job.id, "status": job.status, "poll": f"/jobs/{job.id}"}, status_code=202)
+    await anyio.to_thread.run_sync(job.finished.wait)
+    if job.status == "done":
+        return Response({"job": job.id, **job.result}, status_code=200)
+    error = job.error or {"status_code": 500, "error": "Failed", "detail": job.status}
+    status = 409 if job.status == "cancelled" else error["status_code"]
+    return Response({**error, "status_code": status, "job": job.id}, status_code=status)
+
+
+@get("/jobs/{job_id:str}")
+async def job_status(request: Request, job_id: str) -> dict[str, Any]:
+    try:
+        return request.app.state.jobs.get(job_id).to_dict()
+    except LookupError as exc:
+        raise NotFoundException(str(exc)) from None
+
+
+@delete("/jobs/{job_id:str}", status_code=202)
+async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    try:
+        job = request.app.state.jobs.get(job_id)
+    except LookupError as exc:
+        raise NotFoundException(str(exc)) from None
+    job.cancel.set()
+    return {"job": job.id, "status": "cancelling" if not job.finished.is_set() else job.status}
+
+
+@get("/images/{path:path}")
+async def image_file(request: Request, path: str) -> File:
+    gallery: Path = request.app.state.gallery.resolve()
+    target = (gallery / path.lstrip("/")).resolve()
+    if gallery not in target.parents or not target.is_file() or target.suffix != ".png":
+        raise NotFoundException(f"no image {path!r}")
+    return File(path=target, media_type="image/png", content_disposition_type="inline")
+
+
+@post("/score", status_code=200)
+async def score(request: Request) -> dict[str, Any]:
+    """Multipart: one or more ``images`` files and a ``prompt`` field."""
+    if request.content_type[0] != "multipart/form-data":
+        raise ClientException("send multipart/form-data with 'images' files and a 'prompt' field")
+    form = await request.form()
+    prompt = form.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ClientException("field 'prompt' is required")
+    uploads = [u for u in form.getall("images") if isinstance(u, UploadFile)] if "images" in form else []
+    if not uploads:
+        raise ClientException("send at least one file in the field 'images'")
+    if len(uploads) > 32:
+        raise ClientException(f"at most 32 images per request, got {len(uploads)}")
+    images = [decode_image(await u.read(), f"image {u.filename!r}") for u in uploads]
+    result = await anyio.to_thread.run_sync(lambda: request.app.state.scorer().score(images, prompt))
+    out = result.to_dict()
+    out["images"] = [{"name": u.filename, "score": s} for u, s in zip(uploads, result.scores)]
+    return out
+
+
+ROUTES = [generate, job_status, cancel_job, image_file, score]
+
+
