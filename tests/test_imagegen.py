@@ -14,12 +14,7 @@ from imagegen.errors import BusyError, GenerationError, ModelNotFoundError
 from imagegen.generate import SCHEDULERS, Cancelled, DiffusersBackend, DiffusersSettings, GenerationRequest
 from imagegen.png import read_png_meta
 from imagegen.score import ClipScorer
-from imagegen.testing import register_tiny_clip, save_tiny_sd, tiny_sd_pipeline
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return save_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+from imagegen.testing import tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -181,35 +176,7 @@ def test_missing_models_say_what_to_provide(tmp_path):
         ClipScorer("ViT-B-32", "openai").score([Image.new("RGB", (64, 64))], "a cat")
 
 
-def _colour(rgb):
-    return Image.new("RGB", (64, 64), rgb)
-
-
-@pytest.fixture(scope="module")
-def fitted_clip(tmp_path_factory):
-    """The tiny CLIP fitted for a few steps to tell red from blue."""
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("clip")
-    name = register_tiny_clip(folder)
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-    tokenizer = open_clip.get_tokenizer(name)
-    images = torch.stack([preprocess(_colour((220, 20, 20))), preprocess(_colour((20, 20, 220)))])
-    texts = tokenizer(["a red square", "a blue square"])
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    labels = torch.arange(2)
-    for _ in range(40):
-        img = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
-        txt = torch.nn.functional.normalize(model.encode_text(texts), dim=-1)
-        logits = 10 * img @ txt.T
-        loss = torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    path = folder / "tiny-clip.pt"
-    torch.save(model.state_dict(), path)
-    return name, str(path), folder
+from tests.conftest import colour as _colour  # noqa: E402
 
 
 def test_scorer_ranks_the_matching_image_first(fitted_clip):
