@@ -46,10 +46,54 @@ def rag_demo(data_dir: Path) -> None:
         print(f"\nQ: {question}\nA: {answer.answer}")
         for i, c in enumerate(answer.citations, start=1):
             print(f"   [{i}] {c.source} [{c.start}:{c.end}]")
+    prompt_demo(nb)
+    generation_demo(nb, data_dir)
     print(f"\nServe it:   .venv/bin/noteloom --data {data_dir} serve --port 8000")
     print('Then:       curl -s localhost:8000/ask -H "content-type: application/json" '
           '-d \'{"question": "What is reciprocal rank fusion?"}\'')
     print("OpenAPI:    http://127.0.0.1:8000/schema")
+
+
+IDEAS = [
+    ("portrait of an old fisherman, (weathered face:1.3), wool sweater, harbour in the background", "oil painting", 75),
+    ("a lighthouse on a cliff, (stormy sea:1.4), crashing waves, seagulls, dark clouds, a small fishing boat", "watercolor", 24),
+]
+
+
+def prompt_demo(nb) -> None:
+    from imagegen import PromptBuilder
+
+    builder = PromptBuilder(nb)
+    for idea, style, budget in IDEAS:
+        r = builder.build(idea, style=style, budget=budget)
+        print(f"\n# Prompt for: {idea!r} (style {style!r}, budget {budget} CLIP tokens)")
+        print(f"  prompt   ({r.tokens['prompt']} tokens): {r.prompt}")
+        print(f"  negative ({r.tokens['negative_prompt']} tokens): {r.negative_prompt}")
+        if r.dropped:
+            print(f"  dropped to fit: {'; '.join(r.dropped)}")
+        for c in r.context:
+            print(f"  from {c['source']} [{c['start']}:{c['end']}]")
+
+
+def generation_demo(nb, data_dir: Path) -> None:
+    """With NOTELOOM_SD_MODEL set, generate with it; otherwise run the same code on a
+    tiny random pipeline (its images are noise: it shows the path, not the art)."""
+    from imagegen import PromptBuilder
+    from imagegen.generate import DiffusersBackend, DiffusersSettings, GenerationRequest
+    from imagegen.testing import save_tiny_sd
+
+    settings = DiffusersSettings.from_env()
+    if settings.model:
+        label = settings.model
+    else:
+        settings.model = str(save_tiny_sd(data_dir / "tiny-random-sd"))
+        label = "a tiny RANDOM pipeline (no NOTELOOM_SD_MODEL set; images are noise)"
+    built = PromptBuilder(nb).build(IDEAS[0][0], style=IDEAS[0][1])
+    images = DiffusersBackend(settings, gallery=data_dir / "gallery").generate(
+        GenerationRequest(built.prompt, built.negative_prompt, steps=4 if "RANDOM" in label else None, seed=1234, num_images=2))
+    print(f"\n# Generated with {label}")
+    for g in images:
+        print(f"  {g.path}  seed {g.seed}, {g.params['steps']} steps, {g.params['seconds']}s")
 
 
 def main() -> None:
