@@ -101,7 +101,7 @@ def ensure_bench_venv(reinstall: bool) -> Path:
         base = getattr(sys, "_base_executable", None) or sys.executable
         subprocess.run([base, "-m", "venv", str(VENV)], check=True)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
-    print("[bench] installing peers and chunkers' runtime deps into .venv-bench (one-time)", flush=True)
+    print("[bench] installing peers and chunkers' runtime deps into .venv-bench (when the pins or pyproject.toml change)", flush=True)
 
     def pip_run(args: list[str]) -> None:
         res = subprocess.run(pip + args)
@@ -168,7 +168,7 @@ def prepare_nltk_data() -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "abbrev_types.txt").write_text("\n".join(sorted(english.ABBREV_TYPES)) + "\n")
         (folder / "collocations.tab").write_text("\n".join("\t".join(p) for p in sorted(english.COLLOCATIONS)) + "\n")
-        (folder / "sentence_starters.txt").write_text("\n".join(sorted(english.SENT_STARTERS)) + "\n")
+        (folder / "sent_starters.txt").write_text("\n".join(sorted(english.SENT_STARTERS)) + "\n")
         (folder / "ortho_context.tab").write_text("\n".join(f"{w}\t{f}" for w, f in sorted(english.ORTHO_CONTEXT.items())) + "\n")
     return str(NLTK_FALLBACK)
 
@@ -671,12 +671,58 @@ def profile(names: list[str], n_chars: int, overlap: int) -> None:
         stats.sort_stats("cumulative").print_stats(25)
 
 
+BUSY_PCT = 25.0  # a case run while other processes used this much of the machine is run again
+
+
+def wait_quiet(limit_s: float) -> None:
+    """Wait (at most ``limit_s``) until other processes use under 10 % of the CPUs."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        b0 = _cpu_busy_s()
+        time.sleep(2.0)
+        b1 = _cpu_busy_s()
+        if b0 is None or b1 is None or (b1 - b0) / (2.0 * (os.cpu_count() or 1)) < 0.10:
+            return
+
+
+def run_in_subprocess(case: dict, n_chars: int, args, env: dict, ends, out: Path) -> dict:
+    """Runs one case in a fresh interpreter; returns its row (timings, memory, quality)."""
+    spec = {"case": case, "n_chars": n_chars, "repeats": args.repeats, "out": str(out)}
+    row = dict(case)
+    t0 = time.perf_counter()
+    busy0, own0 = _cpu_busy_s(), _children_cpu_s()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+            env=env, capture_output=True, text=True, timeout=args.case_timeout,
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@RESULT ")]
+        if proc.returncode != 0 or not lines:
+            err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            row["error"] = f"exit {proc.returncode}: {err[:200]}"
+        else:
+            row.update(json.loads(lines[-1][len("@@RESULT "):]))
+            if out.is_file():
+                row.update(quality(out, ends))
+    except subprocess.TimeoutExpired:
+        row["error"] = f"timed out after {args.case_timeout} s"
+    took = time.perf_counter() - t0
+    row["took_s"] = took
+    busy1 = _cpu_busy_s()
+    if busy0 is not None and busy1 is not None and took > 0:
+        # CPU time that processes other than this case used meanwhile, as a share of the whole machine
+        foreign = (busy1 - busy0) - (_children_cpu_s() - own0)
+        row["foreign_cpu_pct"] = max(0.0, 100.0 * foreign / (took * (os.cpu_count() or 1)))
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Benchmark chunkers against peer libraries (see bench/README.md).")
     ap.add_argument("--size-mb", type=float, default=None, help="use only the first N MB of the corpus (default: all of it)")
     ap.add_argument("--only", default=None, help="comma-separated substrings of case ids, e.g. 'chunkers,chonkie' or 'recursive'")
     ap.add_argument("--quick", action="store_true", help="1 MB smoke run")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per case (best is kept; default 3)")
+    ap.add_argument("--busy-retries", type=int, default=1, help=f"run a case again (keeping the faster result) when other processes used >= {BUSY_PCT:.0f}%% of the CPUs during it (default 1)")
     ap.add_argument("--case-timeout", type=int, default=900, help="seconds allowed for one case (default 900)")
     ap.add_argument("--list", action="store_true", help="list the case ids and exit")
     ap.add_argument("--profile", default=None, help="cProfile these chunkers (e.g. 'recursive,sentence') on --size-mb (default 2) MB instead of benchmarking")
@@ -742,35 +788,18 @@ def main(argv: list[str] | None = None) -> int:
     tmpdir = Path(tempfile.mkdtemp(prefix="chunkers-bench-"))
     try:
         for i, case in enumerate(cases, 1):
-            out = tmpdir / f"case{i}.npz"
-            spec = {"case": case, "n_chars": n_chars, "repeats": args.repeats, "out": str(out)}
             print(f"[bench] {i}/{len(cases)} {case['id']} ...", end=" ", flush=True)
-            row = dict(case)
-            t0 = time.perf_counter()
-            busy0, own0 = _cpu_busy_s(), _children_cpu_s()
-            try:
-                proc = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                    env=env, capture_output=True, text=True, timeout=args.case_timeout,
-                )
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@RESULT ")]
-                if proc.returncode != 0 or not lines:
-                    err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                    row["error"] = f"exit {proc.returncode}: {err[:200]}"
-                else:
-                    row.update(json.loads(lines[-1][len("@@RESULT "):]))
-                    if out.is_file():
-                        row.update(quality(out, ends))
-            except subprocess.TimeoutExpired:
-                row["error"] = f"timed out after {args.case_timeout} s"
-            took = time.perf_counter() - t0
-            busy1 = _cpu_busy_s()
-            if busy0 is not None and busy1 is not None and took > 0:
-                # CPU time that processes other than this case used meanwhile, as a share of the whole machine
-                foreign = (busy1 - busy0) - (_children_cpu_s() - own0)
-                row["foreign_cpu_pct"] = max(0.0, 100.0 * foreign / (took * (os.cpu_count() or 1)))
+            row = run_in_subprocess(case, n_chars, args, env, ends, tmpdir / f"case{i}.npz")
+            for _retry in range(args.busy_retries):
+                if "error" in row or row.get("foreign_cpu_pct", 0) < BUSY_PCT:
+                    break
+                print(f"other processes used {row['foreign_cpu_pct']:.0f}% of the CPUs; waiting for a quiet machine and running it again ...", end=" ", flush=True)
+                wait_quiet(120)
+                again = run_in_subprocess(case, n_chars, args, env, ends, tmpdir / f"case{i}.npz")
+                if "error" not in again and again["mb_s"] > row["mb_s"]:
+                    row = again
             rows.append(row)
-            print(row.get("error") or f"{row['mb_s']:.2f} MB/s, peak {row['peak_mb']:.0f} MB ({took:.0f} s)", flush=True)
+            print(row.get("error") or f"{row['mb_s']:.2f} MB/s, peak {row['peak_mb']:.0f} MB ({row['took_s']:.0f} s)", flush=True)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -12,8 +12,9 @@ Stable Diffusion prompt that fits CLIP's window, and a negative prompt.
 3. The draft is ordered as the notes teach: subject, style/medium, details,
    lighting, camera, composition, quality. Exact and near duplicates are removed.
 4. Compression: while the text the model sees is over ``budget`` CLIP tokens,
-   the least important phrase goes (importance = section priority + relevance +
-   position); the subject and phrases the user emphasised are never dropped.
+   the phrase with the lowest importance per sqrt(token cost) goes (importance =
+   section priority + 6 x relevance to the whole idea - position); the subject and
+   phrases the user emphasised are never dropped.
    Dropped phrases that fit again afterwards come back. Every phrase left out is
    reported in ``dropped``.
 """
@@ -288,14 +289,18 @@ def join_formatted(phrases: Sequence[Phrase]) -> str:
     return ", ".join(p.formatted() for p in phrases)
 
 
+RELEVANCE_WEIGHT = 6.0  # chosen on bench/prompt_bench.py's drafts (see README)
+
+
 def importance(p: Phrase) -> float:
     key = "user_style" if p.origin == "style" else ("details" if p.origin == "idea" and p.section == "details" else p.section)
-    return PRIORITY.get(key, 1.0) + 0.5 * p.relevance - 0.01 * p.position
+    return PRIORITY.get(key, 1.0) + RELEVANCE_WEIGHT * p.relevance - 0.01 * p.position
 
 
 def compress(phrases: list[Phrase], budget: int, count: Callable[[str], int]) -> tuple[list[Phrase], list[Phrase]]:
-    """Drop the least important unprotected phrases until the text fits; then put
-    back dropped phrases (most important first) that fit again."""
+    """Drop unprotected phrases until the text fits, lowest importance per
+    sqrt(token cost) first (a long phrase of middling value goes before several
+    short ones); then put back dropped phrases, most important first, that fit."""
     kept = list(phrases)
     dropped: list[Phrase] = []
     while count(join_plain(kept)) > budget:
@@ -306,7 +311,7 @@ def compress(phrases: list[Phrase], budget: int, count: Callable[[str], int]) ->
                 f"the subject and the emphasised phrases alone are {count(protected)} CLIP tokens, over the budget of "
                 f"{budget}: shorten them ({protected[:120]!r})"
             )
-        victim = min(candidates, key=lambda p: (importance(p), -p.position))
+        victim = min(candidates, key=lambda p: (importance(p) / (count(p.text) + 1) ** 0.5, -p.position))
         kept.remove(victim)
         dropped.append(victim)
     for p in sorted(dropped, key=lambda p: -importance(p)):
@@ -404,6 +409,8 @@ class PromptBuilder:
         draft = dedupe(draft)
         for i, p in enumerate(draft):
             p.position = i
+        if not long:
+            self._score_relevance(query, [p for p in draft if not p.protected and p.origin != "notes"])
         user_breaks = {i for i, p in enumerate(draft) if id(p) in breaks}
         count = self.counter
         if long:
@@ -472,6 +479,15 @@ class PromptBuilder:
                 if at:
                     breaks.add(id(phrases[min(at, len(phrases)) - 1]))
         return phrases, breaks
+
+    def _score_relevance(self, query: str, phrases: list[Phrase]) -> None:
+        """How central each phrase is to the whole idea (cosine), so compression keeps
+        the phrases that carry the idea's meaning."""
+        if not phrases:
+            return
+        vectors = self.embed([query] + [p.text for p in phrases])
+        for p, v in zip(phrases, vectors[1:]):
+            p.relevance = round(float(v @ vectors[0]), 4)
 
     def _choose(self, query: str, candidates: list[Phrase], styles: Sequence[Phrase]) -> list[Phrase]:
         """The most relevant notes phrases per section. Styles are never added

@@ -1,0 +1,204 @@
+"""Shared helpers for the on-demand benchmarks (rag_bench, prompt_bench,
+imagegen_bench): environment, waiting for a quiet machine, load accounting,
+percentiles and markdown tables written to bench/results/."""
+
+from __future__ import annotations
+
+import os
+
+# Before torch / faiss / tokenizers load: passive OpenMP threads, nothing from a hub.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Iterable, Sequence  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CORPUS = ROOT / "bench" / "corpus" / "prose.txt"
+NOTES = ROOT / "samples" / "notes"
+QA = ROOT / "samples" / "qa.json"
+PYTHON = sys.executable
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Processes that would distort a timing: other benchmarks and test runs.
+HEAVY = re.compile(r"chunkers_bench|pytest|rag_bench|prompt_bench|imagegen_bench")
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _own_pids() -> set[int]:
+    """This process, its ancestors and its descendants (never counted as 'other')."""
+    own = {os.getpid()}
+    pid = os.getpid()
+    while pid > 1:  # ancestors
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        own.add(pid)
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    stack = [os.getpid()]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in own:
+                own.add(child)
+                stack.append(child)
+    return own
+
+
+def heavy_processes() -> list[str]:
+    """Other benchmark / pytest processes now running (command lines, shortened)."""
+    own = _own_pids()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in own:
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if cmd and HEAVY.search(cmd) and "grep" not in cmd.split()[0]:
+            out.append(f"{entry.name}: {cmd[:110]}")
+    return out
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def busy_cpus(seconds: float = 2.0) -> float:
+    """CPUs busy on the whole machine over ``seconds`` (from /proc/stat)."""
+    def snap():
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields[:8]), idle
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    total = (t1 - t0) or 1
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / total)
+
+
+def wait_for_quiet(max_wait: float = 600, poll: float = 30, busy_limit: float = 0.5) -> str:
+    """Wait until no other benchmark or pytest runs and the machine is nearly idle
+    (< ``busy_limit`` CPUs busy), polling every ``poll`` s for at most ``max_wait`` s.
+    Returns a line describing the load when the wait ended (proceeds anyway after
+    ``max_wait``, saying so)."""
+    if os.environ.get("BENCH_NO_WAIT"):
+        return f"no wait (BENCH_NO_WAIT); load average {loadavg()}"
+    started = time.monotonic()
+    while True:
+        heavy = heavy_processes()
+        busy = busy_cpus(2.0)
+        waited = time.monotonic() - started
+        if not heavy and busy < busy_limit:
+            return f"quiet after {waited:.0f}s wait: {busy:.2f} CPUs busy, load average {loadavg()}"
+        if waited >= max_wait:
+            return (f"NOT QUIET after {waited:.0f}s wait, proceeding: {busy:.2f} CPUs busy, load average {loadavg()}, "
+                    f"other heavy processes: {heavy or 'none'}")
+        log(f"[wait] {busy:.2f} CPUs busy, load {loadavg()}, heavy: {heavy[:3]}; waiting {poll:.0f}s")
+        time.sleep(poll)
+
+
+class LoadMeter:
+    """CPU time used by *other* processes while a section ran: machine busy time
+    (from /proc/stat) minus this process's and its reaped children's CPU time."""
+
+    def __init__(self) -> None:
+        self.start()
+
+    @staticmethod
+    def _machine() -> float:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        busy = sum(fields[:8]) - fields[3] - fields[4]
+        return busy / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def start(self) -> None:
+        self.t0, self.m0, self.o0, self.l0 = time.monotonic(), self._machine(), self._own(), loadavg()
+
+    def stop(self, extra_own_cpu: float = 0.0) -> str:
+        wall = time.monotonic() - self.t0
+        other = max(0.0, (self._machine() - self.m0) - (self._own() - self.o0) - extra_own_cpu)
+        return (f"{wall:.0f}s; other processes used {other / max(wall, 1e-9):.2f} of {os.cpu_count()} CPUs; "
+                f"load average {self.l0} -> {loadavg()}")
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def median(values: Sequence[float]) -> float:
+    return pct(values, 50)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "?"
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    return f"{os.cpu_count()} CPUs ({model}), {int(mem) / 2**20:.1f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def write_results(name: str, text: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def run_json(args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 900) -> dict:
+    """Run a worker subprocess that prints one JSON object as its last stdout line."""
+    import json
+
+    proc = subprocess.run([PYTHON, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def paragraphs(text: str, min_chars: int = 1, max_chars: int | None = None) -> list[str]:
+    out = []
+    for p in re.split(r"\n\s*\n", text):
+        p = p.strip()
+        if len(p) >= min_chars and (max_chars is None or len(p) <= max_chars):
+            out.append(p)
+    return out
