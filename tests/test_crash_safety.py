@@ -48,7 +48,7 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(tmp_path, notes_dir)
         make_corpus(folder, notes_dir, variant=iteration % 3)
         child = spawn(data, folder)
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 2.5))
+        time.sleep(rng.uniform(0.0, 1.5))
         still_running = child.poll() is None
         child.send_signal(signal.SIGKILL)
         child.wait()
