@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 
 # Before torch / faiss / tokenizers load: passive OpenMP threads, nothing from a hub.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("BENCH_OMP_UNSET") != "1":  # a worker that must run with libgomp's default policy
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -80,13 +80,14 @@ class Chunker(ABC):
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         results: list[list[Chunk]] = [[] for _ in texts]
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=spec) as pool:
-            for i, chunks in zip(order, pool.map(_chunk_in_worker, (texts[i] for i in order))):
+            chunksize = max(1, len(texts) // (workers * 8))  # few, large messages between processes
+            for i, chunks in zip(order, pool.map(_chunk_in_worker, [texts[i] for i in order], chunksize=chunksize)):
                 results[i] = chunks
         return results
 
     def _rebuild_spec(self) -> tuple[str, dict[str, Any]] | None:
         params = self.params()
-        if not isinstance(self.tokenizer_spec, str) or any(callable(getattr(self, k, None)) for k in params):
+        if not isinstance(self.tokenizer_spec, str) or any(callable(v) for v in params.values()):
             return None  # a callable argument may not survive the trip to a process
         return self.name, params
 
@@ -100,6 +101,8 @@ _worker_chunker: Chunker | None = None
 
 def _init_worker(name: str, params: dict[str, Any]) -> None:
     global _worker_chunker
+    # One encoding thread per worker: the workers already fill the cores.
+    os.environ["NOTELOOM_ENCODE_THREADS"] = "1"
     from .registry import get
 
     _worker_chunker = get(name, **params)

@@ -123,25 +123,29 @@ class _Planner:
 
     def windows(self, a: int, b: int) -> None:
         while a < b:
-            e = self.measure.advance(a, self.budget, b)
+            e = self.window_end(a, self.budget, b)
             s, e2 = self.trim(a, e)
             if s < e2:
                 self.out.append((s, e2, self.section))
             a, _ = self.trim(e, b)
 
-
-def _back(measure: Measure, a: int, b: int, n: int) -> int:
-    """The earliest start ``s`` in ``[a, b)`` with ``count(s, b) <= n``."""
-    lo, hi = a, b - 1  # count(hi, b) >= 1; find the smallest s with count(s, b) <= n
-    if measure.count(a, b) <= n:
-        return a
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if measure.count(mid, b) <= n:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    def window_end(self, a: int, n: int, b: int) -> int:
+        """End of a window of ``n`` tokens from ``a``, shortened until its exact count
+        fits (a cut inside a pre-token can cost one more token), so a window is never
+        re-split into a window and a one-word leftover."""
+        e = self.measure.advance(a, n, b)
+        exact = getattr(self.measure, "exact_counts", None)
+        if exact is None:
+            return e
+        for _attempt in range(4):
+            s, e2 = self.trim(a, e)
+            if s >= e2:
+                return e
+            over = exact([(s, e2)])[0] - n
+            if over <= 0:
+                return e
+            e = self.measure.advance(a, max(1, n - over - _attempt), b)
+        return e
 
 
 def _next_space(text: str, s: int, limit: int) -> int | None:
@@ -202,7 +206,7 @@ class LevelChunker(Chunker):
         spans: list[Span] = []
         a, _ = planner.trim(0, n)
         while a < n:
-            e = measure.advance(a, self.max_tokens, n)
+            e = planner.window_end(a, self.max_tokens, n)
             s, e2 = planner.trim(a, e)
             if s < e2:
                 spans.append((s, e2, 0))
@@ -237,7 +241,7 @@ class LevelChunker(Chunker):
             room = min(self.overlap, self.max_tokens - counts[i])
             if room <= 0:
                 continue
-            s = _back(measure, pa, pb, room)
+            s = measure.back(pa, pb, room)
             if s == pa:  # never swallow the whole previous chunk
                 s = pa + 1
             if not text[s - 1].isspace():

@@ -67,6 +67,19 @@ class Measure:
         """The furthest ``p`` in ``(a, limit]`` with ``count(a, p) <= n`` (at least ``a + 1``)."""
         raise NotImplementedError
 
+    def back(self, a: int, b: int, n: int) -> int:
+        """The earliest ``s`` in ``[a, b)`` with ``count(s, b) <= n``."""
+        if self.count(a, b) <= n:
+            return a
+        lo, hi = a, b - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.count(mid, b) <= n:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
 
 class CharMeasure(Measure):
     exact = True
@@ -76,6 +89,9 @@ class CharMeasure(Measure):
 
     def advance(self, a: int, n: int, limit: int) -> int:
         return max(a + 1, min(limit, a + n))
+
+    def back(self, a: int, b: int, n: int) -> int:
+        return max(a, b - n)
 
 
 class OffsetMeasure(Measure):
@@ -108,6 +124,15 @@ class OffsetMeasure(Measure):
         if n <= 0 or idx >= len(self.ends):
             return limit if n > 0 else a + 1
         return max(a + 1, min(limit, int(self.ends[idx])))
+
+    def back(self, a: int, b: int, n: int) -> int:
+        # tokens overlapping [s, b) are first..last; keep the last n of them
+        ends = self.ends
+        last = min(int(np.searchsorted(ends, b, "left")), len(ends) - 1)
+        first = last - n + 1
+        if first <= 0:
+            return a
+        return max(a, min(b - 1, int(ends[first - 1])))
 
     def exact_counts(self, spans: Sequence[tuple[int, int]]) -> list[int]:
         """Exact token counts of ``text[a:b]``. With safe points (see

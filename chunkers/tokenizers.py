@@ -144,7 +144,7 @@ class TiktokenCounter(TokenCounter):
     def __init__(self, name: str, threads: int | None = None) -> None:
         self.name = name
         self.encoding = _tiktoken_encoding(name)
-        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.threads = threads or int(os.environ.get("NOTELOOM_ENCODE_THREADS") or min(2, os.cpu_count() or 1))
 
     @functools.cached_property
     def _token_bytes(self) -> np.ndarray:
@@ -356,7 +356,7 @@ NAMED = ("cl100k_base", "o200k_base", "clip", "words", "chars")
 
 
 @functools.lru_cache(maxsize=32)
-def _named(name: str) -> TokenCounter:
+def _named(name: str, _threads_env: str | None = None) -> TokenCounter:
     if name in ("cl100k_base", "o200k_base"):
         return TiktokenCounter(name)
     if name == "clip":
@@ -378,7 +378,7 @@ def get_tokenizer(spec: "str | Callable[[str], int] | TokenCounter" = "cl100k_ba
     if isinstance(spec, TokenCounter):
         return spec
     if isinstance(spec, str):
-        return _named(spec)
+        return _named(spec, os.environ.get("NOTELOOM_ENCODE_THREADS"))
     if callable(spec):
         return CallableCounter(spec)
     raise UnknownTokenizerError(f"unknown tokenizer {spec!r}: expected a name, a folder path or a callable")

@@ -255,3 +255,23 @@ def test_import_chunkers_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("overlap", [0, 16])
+def test_fixed_windows_are_full_no_leftover_fragments(markdown_notes, overlap):
+    chunker = chunkers.get("fixed", max_tokens=64, overlap=overlap)
+    for text in markdown_notes.values():
+        chunks = chunker(text)
+        # a window may lose a token or two where a cut splits a pre-token, never more
+        assert all(c.token_count >= 60 for c in chunks[:-1]), [c.token_count for c in chunks]
+
+
+def test_chunk_batch_uses_worker_processes(markdown_notes, monkeypatch):
+    import chunkers.base as base
+
+    used = []
+    monkeypatch.setattr(base, "ProcessPoolExecutor", lambda *a, **k: used.append(k) or __import__("concurrent.futures").futures.ProcessPoolExecutor(*a, **k))
+    chunker = chunkers.get("recursive", max_tokens=64)
+    texts = list(markdown_notes.values())
+    assert chunker.chunk_batch(texts, workers=2) == [chunker(t) for t in texts]
+    assert used and used[0]["max_workers"] == 2
