@@ -275,3 +275,13 @@ def test_chunk_batch_uses_worker_processes(markdown_notes, monkeypatch):
     texts = list(markdown_notes.values())
     assert chunker.chunk_batch(texts, workers=2) == [chunker(t) for t in texts]
     assert used and used[0]["max_workers"] == 2
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("# A\n\ntext\n## B\nx", [(0, 1, "A"), (10, 2, "B")]), ("no heading", []), ("x\n#notheading\n### C", [(14, 3, "C")]),
+    ("#", []), ("\n# D", [(1, 1, "D")]), ("```\n# code\n```\n# E", [(15, 1, "E")]),
+])
+def test_heading_detection(text, expected):
+    from chunkers.levels import Source
+
+    assert Source(text).headings == expected
