@@ -174,6 +174,31 @@ def machine_line() -> str:
     return f"{os.cpu_count()} CPUs ({model}), {int(mem) / 2**20:.1f} GiB RAM, Python {sys.version.split()[0]}"
 
 
+def code_version() -> str:
+    """A short hash of the library's sources and the newest file: the code under
+    test changes while benchmarks run, so every report names what it measured."""
+    import hashlib
+
+    files = sorted(p for pkg in ("chunkers", "ingest", "retrieval", "imagegen", "service") for p in (ROOT / pkg).rglob("*.py"))
+    digest = hashlib.sha1()
+    for p in files:
+        digest.update(p.relative_to(ROOT).as_posix().encode() + b"\0" + p.read_bytes())
+    newest = max(files, key=lambda p: p.stat().st_mtime)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(newest.stat().st_mtime))
+    return f"library sources {digest.hexdigest()[:12]} (newest: {newest.relative_to(ROOT)}, {stamp})"
+
+
+def header(name: str, quiet: str) -> list[str]:
+    return [
+        f"# {name}",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {machine_line()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+        f"NOTELOOM_THREADS={os.environ.get('NOTELOOM_THREADS', '(unset: 1)')}; {code_version()}.",
+        f"Machine at the start: {quiet}.",
+        "",
+    ]
+
+
 def write_results(name: str, text: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"

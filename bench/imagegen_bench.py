@@ -248,9 +248,7 @@ def main() -> None:
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     quiet = B.wait_for_quiet(max_wait=args.max_wait)
     B.log(f"[start] {quiet}")
-    report = ["# imagegen_bench", "", f"{time.strftime('%Y-%m-%d %H:%M')}; {B.machine_line()}; "
-              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, NOTELOOM_THREADS={os.environ.get('NOTELOOM_THREADS', '(unset: 1)')}.",
-              f"Machine at the start: {quiet}.", ""]
+    report = B.header("imagegen_bench", quiet)
     from imagegen.testing import save_tiny_sd
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,6 +262,7 @@ def main() -> None:
             bench_score(folder, work, report, args.score_batches)
         if "threads" in only:
             bench_threads(folder, report, args.reps, args.max_wait)
+    report.append(f"At the end of the run: {B.code_version()} (a different hash means the code changed during the run).")
     text = "\n".join(report)
     print(text)
     B.log(f"written to {B.write_results('imagegen_bench', text)}")

@@ -443,9 +443,7 @@ def main() -> None:
 
     quiet = B.wait_for_quiet(max_wait=args.max_wait)
     B.log(f"[start] {quiet}")
-    report = ["# prompt_bench", "", f"{time.strftime('%Y-%m-%d %H:%M')}; {B.machine_line()}; "
-              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, NOTELOOM_THREADS={os.environ.get('NOTELOOM_THREADS', '(unset: 1)')}.",
-              f"Machine at the start: {quiet}.", ""]
+    report = B.header("prompt_bench", quiet)
     with tempfile.TemporaryDirectory() as tmp:
         nb = Notebook(tmp)
         Ingestor(nb).ingest_paths([B.NOTES])
@@ -455,6 +453,7 @@ def main() -> None:
         if "fidelity" in only:
             bench_fidelity(nb, report, args.show)
         nb.store.close()
+    report.append(f"At the end of the run: {B.code_version()} (a different hash means the code changed during the run).")
     text = "\n".join(report)
     print(text)
     B.log(f"written to {B.write_results('prompt_bench', text)}")

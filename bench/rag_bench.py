@@ -753,14 +753,7 @@ def main() -> None:
     started = time.time()
     quiet = B.wait_for_quiet(max_wait=args.max_wait)
     B.log(f"[start] {quiet}")
-    report = [
-        "# rag_bench",
-        "",
-        f"{time.strftime('%Y-%m-%d %H:%M')}; {B.machine_line()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-        f"NOTELOOM_THREADS={os.environ.get('NOTELOOM_THREADS', '(unset: 1)')}.",
-        f"Machine at the start: {quiet}.",
-        "",
-    ]
+    report = B.header("rag_bench", quiet)
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
         if "ingest" in only or "latency1k" in only:
@@ -803,9 +796,15 @@ def main() -> None:
                 bench_server(big, report)
         if "threads" in only:
             bench_threads(work, report, args.max_wait)
+    except Exception:
+        import traceback
+
+        report += ["## ERROR", "", "```", traceback.format_exc(), "```", ""]
+        B.log(traceback.format_exc())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.append(f"Total run time {time.time() - started:.0f}s.")
+    report.append(f"At the end of the run: {B.code_version()} (a different hash means the code changed during the run).")
     text = "\n".join(report)
     print(text)
     path = B.write_results("rag_bench", text)

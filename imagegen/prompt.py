@@ -409,7 +409,7 @@ class PromptBuilder:
         draft = dedupe(draft)
         for i, p in enumerate(draft):
             p.position = i
-        if not long:
+        if not long and self.counter(join_plain(draft)) > budget:  # relevance only matters when something must go
             self._score_relevance(query, [p for p in draft if not p.protected and p.origin != "notes"])
         user_breaks = {i for i, p in enumerate(draft) if id(p) in breaks}
         count = self.counter
