@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "scheduler", "model", "width", "height", "strength", "mode")
+FIELDS = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "scheduler", "model", "width", "height", "strength", "mode",
+          "clip_score", "clip_model", "clip_convention")
 
 
 def parameters_line(meta: dict[str, Any]) -> str:

@@ -32,6 +32,19 @@ class ScoreResult:
                 "prompt_seen": self.prompt_seen, "truncated": self.truncated, "dropped_text": self.dropped_text, "order": self.order}
 
 
+def rank(images: list, result: "ScoreResult") -> list:
+    """Attach each score to its ``GeneratedImage``, record the score, model and
+    convention in its PNG, and return the images best first."""
+    from .png import save_png
+
+    for g, value in zip(images, result.scores):
+        g.score = value
+        g.params.update(clip_score=value, clip_model=f"{result.model}/{result.pretrained}", clip_convention=result.convention)
+        if g.path is not None:
+            save_png(g.image, g.path, {**g.params, "seed": g.seed})
+    return [images[i] for i in result.order]
+
+
 class ClipScorer:
     @classmethod
     def from_env(cls) -> "ClipScorer":

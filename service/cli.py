@@ -133,7 +133,7 @@ def cmd_prompt(args) -> int:
 def cmd_generate(args) -> int:
     from imagegen import PromptBuilder
     from imagegen.generate import DiffusersBackend, DiffusersSettings, GenerationRequest
-    from imagegen.score import ClipScorer
+    from imagegen.score import ClipScorer, rank
 
     nb = _notebook(args)
     settings = DiffusersSettings.from_env()
@@ -159,9 +159,7 @@ def cmd_generate(args) -> int:
     scoring = None
     try:
         result = ClipScorer.from_env().score([g.image for g in images], prompt)
-        for g, s in zip(images, result.scores):
-            g.score = s
-        images = [images[i] for i in result.order]
+        images = rank(images, result)
         scoring = {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
     except (FileNotFoundError, ValueError) as exc:
         print(f"noteloom generate: images not scored: {exc}", file=sys.stderr)

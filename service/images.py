@@ -17,6 +17,7 @@ from litestar.response import File, Response
 
 from imagegen.errors import GenerationError
 from imagegen.generate import GenerationRequest
+from imagegen.score import rank
 
 MAX_IMAGE_PIXELS = 2048 * 2048
 
@@ -94,10 +95,8 @@ def run_generation(state, request: GenerationRequest, body: GenerateBody, built,
     if body.score:
         try:
             result = state.scorer().score([g.image for g in images], request.prompt)
-            for g, s in zip(images, result.scores):
-                g.score = s
+            images = rank(images, result)
             scoring = {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
-            images = [images[i] for i in result.order]
         except (FileNotFoundError, ValueError) as exc:  # no CLIP weights: images still come back
             scoring = {"error": str(exc)}
     gallery = state.gallery

@@ -67,6 +67,8 @@ def test_generate_best_first_with_urls_and_metadata(server):
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
     meta = Image.open(io.BytesIO(image.content)).text
     assert json.loads(meta["noteloom:seed"]) == body["images"][0]["seed"]
+    assert json.loads(meta["noteloom:clip_score"]) == body["images"][0]["score"]
+    assert json.loads(meta["noteloom:clip_convention"]) == "100*max(cos(image,text),0)" and "noteloom-tiny-clip" in meta["noteloom:clip_model"]
     again = server.post("/generate", json={"prompt": "a red square", "n": 1, "steps": 2, "seed": 40, "response": "base64"}).json()
     same = next(i for i in body["images"] if i["seed"] == 40)
     decoded = Image.open(io.BytesIO(base64.b64decode(again["images"][0]["base64"]))).convert("RGB")
