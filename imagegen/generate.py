@@ -208,12 +208,10 @@ class DiffusersBackend(Backend):
         spec = self.settings.model
         if not spec:
             raise ModelNotFoundError(MISSING_MODEL.format(what="is configured"))
-        import torch
+        from chunkers.embedders import configure_torch
+
+        torch = configure_torch()
         from diffusers import DiffusionPipeline
-
-        from chunkers.embedders import cpu_threads
-
-        torch.set_num_threads(cpu_threads())
         device = self.device
         dtype = torch.float16 if device == "cuda" else torch.float32
         path = Path(spec).expanduser()

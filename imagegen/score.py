@@ -71,12 +71,10 @@ class ClipScorer:
     def _load(self):
         with self._lock:
             if self._loaded is None:
+                from chunkers.embedders import configure_torch
+
+                torch = configure_torch()
                 import open_clip
-                import torch
-
-                from chunkers.embedders import cpu_threads
-
-                torch.set_num_threads(cpu_threads())
                 device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
                 pretrained = self.pretrained
                 if pretrained and (Path(pretrained).suffix in (".bin", ".pt", ".pth", ".safetensors")) and not Path(pretrained).is_file():
