@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -224,11 +225,16 @@ class Notebook:
         candidates = max(k * 4, 20)
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
+        pending = None
+        if mode == "hybrid":  # BM25 in SQLite and the query embedding both release the GIL: run them side by side
+            pending = _lexical_pool().submit(self.store.lexical, query, candidates, allowed)
         if mode in ("hybrid", "dense"):
             qvec = self.embed([query])[0]
             with self._lock:  # FAISS must not search while a writer mutates it
                 dense = self.index().search(qvec, candidates, None if allowed is None else sorted(allowed))
-        if mode in ("hybrid", "lexical"):
+        if pending is not None:
+            lexical = pending.result()
+        elif mode == "lexical":
             lexical = self.store.lexical(query, candidates, allowed)
         if mode == "dense":
             ranked = dense
@@ -351,6 +357,13 @@ class Writer:
     def set_meta(self, key: str, value: Any) -> None:
         with self.nb.store.transaction() as db:
             self.nb.store.set_meta(db, key, value)
+
+
+@functools.lru_cache(maxsize=1)
+def _lexical_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="noteloom-lexical")
 
 
 def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:
