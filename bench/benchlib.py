@@ -188,12 +188,23 @@ def code_version() -> str:
     return f"library sources {digest.hexdigest()[:12]} (newest: {newest.relative_to(ROOT)}, {stamp})"
 
 
+def default_threads() -> str:
+    """What the library's chunkers.embedders.cpu_threads() gives here (no torch import)."""
+    try:
+        from chunkers.embedders import cpu_threads
+
+        return str(cpu_threads())
+    except Exception as exc:  # noqa: BLE001 - the library may change under us
+        return f"? ({type(exc).__name__})"
+
+
 def header(name: str, quiet: str) -> list[str]:
     return [
         f"# {name}",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M')}; {machine_line()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
-        f"NOTELOOM_THREADS={os.environ.get('NOTELOOM_THREADS', '(unset: 1)')}; {code_version()}.",
+        f"NOTELOOM_THREADS={os.environ.get('NOTELOOM_THREADS', '(unset)')}, so torch/FAISS threads = {default_threads()}; "
+        f"{code_version()}.",
         f"Machine at the start: {quiet}.",
         "",
     ]

@@ -357,6 +357,7 @@ def bench_fidelity(nb, report: list[str], show: int) -> None:
     tokens: dict[str, list[int]] = {m: [] for m in methods}
     build_ms: dict[str, list[float]] = {m: [] for m in methods[:2]}
     draft_tokens, examples = [], []
+    meter = B.LoadMeter()
     for draft in DRAFTS:
         dplain = plain(draft)
         draft_tokens.append(counter(dplain))
@@ -387,6 +388,7 @@ def bench_fidelity(nb, report: list[str], show: int) -> None:
             tokens[m].append(counter(text))
         if len(examples) < show:
             examples.append((draft, results, r0.dropped))
+    load = meter.stop()
     mean = lambda xs: float(np.mean(xs))  # noqa: E731
     rows = []
     for m in methods:
@@ -421,7 +423,10 @@ def bench_fidelity(nb, report: list[str], show: int) -> None:
         "",
         B.table(["ratio", "cosine", "key terms kept", "subject kept"], ratio_rows),
         "",
-        f"The builder (passages=[]) keeps more key terms than plain truncation on {wins} of {len(DRAFTS)} drafts.",
+        f"The builder (passages=[]) keeps more key terms than plain truncation on {wins} of {len(DRAFTS)} drafts. "
+        f"`build ms` is one build per draft: `build_prompt` makes a new builder each call, so nothing is cached.",
+        "",
+        f"Load during this section: {load}",
         "",
     ]
     for draft, results, dropped in examples:

@@ -224,7 +224,7 @@ def bench_ingest(work: Path, report: list[str], reps: int) -> Path:
         f"boundaries; default chunking (hybrid 256/32, cl100k tokens) gives {n_chunks} chunks; embedded texts are "
         f"{np.mean(tokens):.0f} MiniLM tokens on average (max {max(tokens)}, the model truncates at 256). "
         f"{reps} alternating repetitions of each; best and median wall time. "
-        f"Embedding batch size {probe.embedder.batch_size}, torch threads {os.environ.get('NOTELOOM_THREADS', '1')} (NOTELOOM_THREADS).",
+        f"Embedding batch size {probe.embedder.batch_size}, torch threads {__import__('torch').get_num_threads()}.",
         "",
         B.table(["what", "chunks", "best s", "median s", "chunks/s (best)", "ingest / model", "target >= 0.9"], rows),
         "",
