@@ -11,7 +11,6 @@ Prints a markdown report and writes it to bench/results/prompt_bench.md. See ben
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
