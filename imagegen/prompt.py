@@ -485,9 +485,10 @@ class PromptBuilder:
         the phrases that carry the idea's meaning."""
         if not phrases:
             return
-        vectors = self.embed([query] + [p.text for p in phrases])
-        for p, v in zip(phrases, vectors[1:]):
-            p.relevance = round(float(v @ vectors[0]), 4)
+        anchor = self.embed([query])[0]  # alone: batched with short phrases it would pad them all to its length
+        vectors = self.embed([p.text for p in phrases])
+        for p, v in zip(phrases, vectors):
+            p.relevance = round(float(v @ anchor), 4)
 
     def _choose(self, query: str, candidates: list[Phrase], styles: Sequence[Phrase]) -> list[Phrase]:
         """The most relevant notes phrases per section. Styles are never added
@@ -502,9 +503,10 @@ class PromptBuilder:
         unique = dedupe(p for p in candidates if p.section in PER_SECTION and p.section != "style")
         if not unique:
             return chosen
-        vectors = self.embed([query] + [p.text for p in unique])
-        for p, v in zip(unique, vectors[1:]):
-            p.relevance = round(float(v @ vectors[0]), 4)
+        anchor = self.embed([query])[0]
+        vectors = self.embed([p.text for p in unique])
+        for p, v in zip(unique, vectors):
+            p.relevance = round(float(v @ anchor), 4)
         for section, limit in PER_SECTION.items():
             pool = sorted((p for p in unique if p.section == section and p.relevance >= MIN_RELEVANCE[section]),
                           key=lambda p: (-p.relevance, p.text))
