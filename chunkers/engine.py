@@ -202,7 +202,7 @@ class LevelChunker(Chunker):
         (0:1000, 800:1800, ...); a shared region whose exact count is over
         ``overlap`` starts one token later."""
         planner = _Planner(source, measure, (), self.max_tokens, None)
-        text, n = source.text, len(source.text)
+        n = len(source.text)
         spans: list[Span] = []
         a, _ = planner.trim(0, n)
         while a < n:
@@ -224,7 +224,6 @@ class LevelChunker(Chunker):
                 a2, _ = planner.trim(measure.advance(a, 1, b), b)
                 spans[i] = (a2, b, sec)
                 counts[i] = self._exact_counts(measure, [(a2, b)])[0]
-        del text
         return spans, counts
 
     def _extend(self, source: Source, measure: Measure, spans: list[Span], counts: list[int]):

@@ -16,24 +16,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 
-_SAFE = re.compile(r"\n(?=\S)")
-EDGE_WINDOW = 256  # how far from each edge to look for a safe point
+# Safe points: offsets where tiktoken's cl100k/o200k pre-tokenizers always cut,
+# whatever surrounds the span: right after a line break before non-whitespace, and
+# at a single space between a non-space and a letter (words take their leading
+# space, and nothing on the left runs over a space). No pre-token crosses such a
+# point and no look-ahead reaches over it, so the encoding of ``text[a:b]`` is the
+# concatenated encodings of its pieces between safe points.
+_SAFE = re.compile(r"\n(?=\S)")  # the line-break kind only: block seams
 _SAFE_ANY = re.compile(r"(?<=\n)(?=\S)|(?<=\S)(?= [^\W\d_])")
-
-
-def safe_points(text: str) -> np.ndarray:
-    """Offsets where tiktoken's cl100k/o200k pre-tokenizers always cut, whatever
-    surrounds the span: right after a line break before non-whitespace, and at a
-    single space between a non-space and a letter (words take their leading space,
-    and nothing on the left runs over a space). No pre-token crosses such a point
-    and no look-ahead reaches over it, so the encoding of ``text[a:b]`` is the
-    concatenated encodings of its pieces between safe points."""
-    return np.fromiter((m.start() for m in _SAFE_ANY.finditer(text)), dtype=np.int64)
+EDGE_WINDOW = 256  # how far from each edge to look for a safe point
 
 
 def block_bounds(text: str, size: int) -> list[tuple[int, int]]:
     """Cut ``text`` into blocks of about ``size`` characters at safe points (see
-    ``safe_points``), so encoding block by block equals encoding the whole."""
+    ``_SAFE``), so encoding block by block equals encoding the whole."""
     n = len(text)
     bounds = []
     a = 0
@@ -136,7 +132,7 @@ class OffsetMeasure(Measure):
 
     def exact_counts(self, spans: Sequence[tuple[int, int]]) -> list[int]:
         """Exact token counts of ``text[a:b]``. With safe points (see
-        ``safe_points``): the tokens between the first and the last safe point in
+        ``_SAFE_ANY``): the tokens between the first and the last safe point in
         the span come from the one encoding, and only the two short edges are
         encoded again. Otherwise each span is encoded."""
         text = self.text

@@ -72,7 +72,7 @@ class SemanticChunker(LevelChunker):
         return float(np.percentile(similarities, 100 - self.percentile))
 
     def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0):
-        units = [u for u in self._units.chunk(source.text[a:b])]
+        units = self._units.chunk(source.text[a:b])
         if not units:
             return []
         vectors = self.embed([u.text for u in units])

@@ -28,8 +28,6 @@ import numpy as np
 from .errors import MissingDependencyError, UnknownTokenizerError
 from .measure import CallableMeasure, CharMeasure, Measure, OffsetMeasure, block_bounds
 
-TokenizerSpec = "str | Callable[[str], int] | TokenCounter"
-
 _WORD = re.compile(r"\S+")
 
 

@@ -26,6 +26,9 @@ BREAK = "BREAK"
 _TOKEN = re.compile(r"\\[\\()\[\]]|\\|\(|\)|\[|\]|:\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*\)|\bBREAK\b|[^\\()\[\]:B]+|:|B")
 
 
+_CLOSING = {")": ("(", UP), "]": ("[", 1 / UP)}  # closing bracket -> (its opener, weight factor)
+
+
 @dataclass(frozen=True)
 class Piece:
     text: str
@@ -65,18 +68,13 @@ def parse(prompt: str) -> list[Piece | str]:
                 raise PromptError(f"emphasis weight {tok[1:-1].strip()} at position {m.start()} is outside {MIN_WEIGHT}..{MAX_WEIGHT}")
             _bracket, start, _pos = stack.pop()
             scale(start, value)
-        elif tok == ")":
-            if not stack or stack[-1][0] != "(":
-                raise PromptError(f"unbalanced ')' at position {m.start()} in prompt {prompt!r}")
+        elif tok in _CLOSING:
+            opener, factor = _CLOSING[tok]
+            if not stack or stack[-1][0] != opener:
+                raise PromptError(f"unbalanced {tok!r} at position {m.start()} in prompt {prompt!r}")
             flush()
             _bracket, start, _pos = stack.pop()
-            scale(start, UP)
-        elif tok == "]":
-            if not stack or stack[-1][0] != "[":
-                raise PromptError(f"unbalanced ']' at position {m.start()} in prompt {prompt!r}")
-            flush()
-            _bracket, start, _pos = stack.pop()
-            scale(start, 1 / UP)
+            scale(start, factor)
         elif tok == BREAK:
             flush()
             out.append(BREAK)

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -392,6 +392,3 @@ def _steps_run(steps: int, request: GenerationRequest) -> int:
         return steps
     return max(1, min(steps, int(steps * request.strength)))
 
-
-def with_seeds(request: GenerationRequest, seeds: Sequence[int]) -> GenerationRequest:
-    return replace(request, seeds=list(seeds), seed=None, num_images=len(seeds))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .emphasis import BREAK, Piece, format_piece, parse
+from .emphasis import Piece, format_piece, parse
 from .errors import PromptError
 from .tokens import CONTENT_TOKENS, ClipCounter
 
@@ -77,12 +77,13 @@ class Phrase:
     start: int | None = None
     end: int | None = None
     describes: str | None = None  # for a descriptor: the term it describes
+    break_after: bool = False  # the user wrote BREAK after this phrase
 
     def formatted(self) -> str:
         return format_piece(self.text, self.weight)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and k not in ("position",)}
+        return {k: v for k, v in asdict(self).items() if v is not None and k not in ("position", "break_after")}
 
 
 @dataclass
@@ -158,6 +159,8 @@ def _user_phrases(text: str, origin: str, first_is_subject: bool) -> list[Phrase
     for piece in pieces:
         if not isinstance(piece, Piece):
             close()
+            if phrases:
+                phrases[-1].break_after = True
             continue
         parts = _PHRASE_SPLIT.split(piece.text)
         for i, part in enumerate(parts):
@@ -389,7 +392,7 @@ class PromptBuilder:
 
     def build(self, idea: str, *, style: str | None = None, k: int = 5, budget: int = CONTENT_TOKENS, negative: bool = True,
               long: bool = False, passages: Sequence[Passage] | None = None, negative_budget: int = CONTENT_TOKENS) -> PromptResult:
-        idea_phrases, breaks = self._check(idea, style, k, budget, negative_budget)
+        idea_phrases = self._check(idea, style, k, budget, negative_budget)
         style_phrases = _user_phrases(style, "style", first_is_subject=False) if style else []
         for p in style_phrases:
             p.section = "style"
@@ -411,7 +414,7 @@ class PromptBuilder:
             p.position = i
         if not long and self.counter(join_plain(draft)) > budget:  # relevance only matters when something must go
             self._score_relevance(query, [p for p in draft if not p.protected and p.origin != "notes"])
-        user_breaks = {i for i, p in enumerate(draft) if id(p) in breaks}
+        user_breaks = {i for i, p in enumerate(draft) if p.break_after and p.origin == "idea"}  # new chunks in long mode
         count = self.counter
         if long:
             groups = split_chunks(draft, user_breaks, budget, count)
@@ -422,7 +425,7 @@ class PromptBuilder:
         neg_kept, neg_dropped = ([], [])
         if negative:
             negative_candidates = [p for p in candidates if p.section == "negative"]
-            if passages is not None and self.notebook is not None and not any(True for _ in negative_candidates):
+            if self.notebook is not None and not negative_candidates:
                 negative_candidates = [p for p in self._phrases_from(self.retrieve("negative prompt bad anatomy deformed", k))
                                        if p.section == "negative"]
             neg_draft = dedupe(negative_candidates + [Phrase(t, section="negative", origin="default") for t in DEFAULT_NEGATIVE])
@@ -452,7 +455,7 @@ class PromptBuilder:
             result.negative_chunks = [join_formatted(g) for g in neg_groups]
         return result
 
-    def _check(self, idea: Any, style: Any, k: Any, budget: Any, negative_budget: Any) -> tuple[list[Phrase], set[int]]:
+    def _check(self, idea: Any, style: Any, k: Any, budget: Any, negative_budget: Any) -> list[Phrase]:
         if not isinstance(idea, str):
             raise PromptError(f"idea must be a string, got {type(idea).__name__}")
         if not idea.strip():
@@ -469,16 +472,7 @@ class PromptBuilder:
         phrases = _user_phrases(idea, "idea", first_is_subject=True)
         if not phrases:
             raise PromptError(f"idea has no words: {idea[:80]!r}")
-        # Phrases followed by BREAK in the idea start a new chunk in long mode.
-        breaks: set[int] = set()
-        if BREAK in idea:
-            parts = re.split(r"\bBREAK\b", idea)
-            at = 0
-            for part in parts[:-1]:
-                at += len(_user_phrases(part, "idea", first_is_subject=False))
-                if at:
-                    breaks.add(id(phrases[min(at, len(phrases)) - 1]))
-        return phrases, breaks
+        return phrases
 
     def _score_relevance(self, query: str, phrases: list[Phrase]) -> None:
         """How central each phrase is to the whole idea (cosine), so compression keeps
