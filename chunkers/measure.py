@@ -45,6 +45,27 @@ def block_bounds(text: str, size: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def last_safe_point(text: str, lo: int, hi: int) -> int | None:
+    """The last safe point ``p`` with ``lo <= p < hi``, judged within ``text[:hi]``
+    (what ``_SAFE_ANY.finditer(text, lo, hi)`` would end with), found backwards
+    with ``str.rfind`` instead of scanning every match in the window."""
+    if hi <= lo:
+        return None
+    best = None
+    q = text.rfind("\n", max(0, lo - 1), hi - 1)  # the line kind: just after a \n, before non-space
+    while q >= 0 and q + 1 >= lo:
+        if not text[q + 1].isspace():
+            best = q + 1
+            break
+        q = text.rfind("\n", max(0, lo - 1), q)
+    s = text.rfind(" ", lo, hi - 1)  # the space kind needs a letter before hi
+    while s >= lo and (best is None or s > best):
+        if _SAFE_ANY.match(text, s, hi) is not None:
+            return s
+        s = text.rfind(" ", lo, s)
+    return best
+
+
 class Measure:
     exact = False
 
@@ -142,15 +163,9 @@ class OffsetMeasure(Measure):
         for a, b in spans:
             m1 = m2 = None
             first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
-            if first is not None and first.start() > a:
+            if first is not None:
                 m1 = first.start()
-                window = max(m1 + 1, b - EDGE_WINDOW)
-                for m in _SAFE_ANY.finditer(text, window, b):
-                    m2 = m.start()
-            elif first is not None:  # the span starts on a safe point
-                m1 = a
-                for m in _SAFE_ANY.finditer(text, max(a + 1, b - EDGE_WINDOW), b):
-                    m2 = m.start()
+                m2 = last_safe_point(text, max(m1 + 1, b - EDGE_WINDOW), b)
             if m1 is not None and m2 is not None and m1 < m2 < b:
                 m1s.append(m1)
                 m2s.append(m2)

@@ -1,0 +1,66 @@
+"""FastPunkt must give exactly NLTK Punkt's sentence spans (same parameters)."""
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chunkers.sentences import fast_punkt, punkt_tokenizer
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "notes"
+
+TRICKY = (
+    'Dr. J. R. Smith met Mr. Jones at 9 a.m. in the U.S. on Jan. 3. It rained... Then? '
+    '"Stop." (Really.) [See fig. 2.] The 3rd. item; e.g. this, i.e. that. Version 3.5. Next '
+    "step -- done. He said 'yes.' She left.\u201d And then\u2019s. St. Louis vs. Boston! "
+    "No. 5 won. Ask A. Turing. x.y.z. Done.\tTab. Line\r\nbreak. Over\x0bhere. "
+    "Form\x0cfeed. Odd\x1cseparator. Non\xa0breaking. ..Dots. . . . spaced. "
+    "Ellipsis\u2026 end. foo_bar. baz-etc. Approx. 12. 1. Item one. 2) Item two. END."
+)
+
+PIECES = st.sampled_from(
+    [
+        "Dr.", "e.g.", "U.S.", "3.5", "a.m.", "J.", "etc.", "No.", "vs.", "Fig.", "word", "The", "the", "it",
+        "LoRA", "SD", "1.", "2)", "...", "..", ".", "?", "!", "?!", "--", '"', "'", "(", ")", "[", "]",
+        "\u201c", "\u201d", "\u2019", "\xab", "\xbb", ",", ";", ":", "_x", "x.y", "-", "@", "*",
+    ]
+)
+SPACES = st.sampled_from([" ", " ", " ", "\n", "\n\n", "", "\t", "\r\n", "\xa0", "\x1c", "  "])
+PUNKT_TEXT = st.lists(st.tuples(PIECES, SPACES), max_size=60).map(lambda parts: "".join(p + s for p, s in parts))
+
+
+def nltk_spans(text: str) -> list[tuple[int, int]]:
+    return list(punkt_tokenizer().span_tokenize(text))
+
+
+def test_fast_punkt_matches_nltk_on_the_sample_notes_and_tricky_text():
+    texts = [p.read_text(encoding="utf-8") for p in sorted(SAMPLES.iterdir())] + [TRICKY, TRICKY * 3, ""]
+    for text in texts:
+        assert fast_punkt().spans(text) == nltk_spans(text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=PUNKT_TEXT)
+def test_fast_punkt_matches_nltk_on_generated_text(text):
+    assert fast_punkt().spans(text) == nltk_spans(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=300))
+def test_fast_punkt_matches_nltk_on_arbitrary_unicode(text):
+    assert fast_punkt().spans(text) == nltk_spans(text)
+
+
+def test_long_texts_are_not_cut_off_by_nltks_regex_time_limit(monkeypatch):
+    """NLTK >= 3.10 raises TimeoutError once one span_tokenize call runs past its
+    regex time limit (5 s: a text of ~40 MB); ours must not depend on it."""
+    from nltk import redos
+
+    import chunkers
+
+    monkeypatch.setattr(redos, "DEFAULT_TIMEOUT", 1e-6)
+    text = (TRICKY + "\n\n") * 200
+    spans = fast_punkt().spans(text)
+    assert len(spans) > 1000 and all(text[a:b].strip() == text[a:b] for a, b in spans)
+    chunks = chunkers.get("sentence", max_tokens=64)(text)
+    assert chunks and all(c.text == text[c.start : c.end] for c in chunks)
