@@ -38,6 +38,7 @@ class _Planner:
         self.min_tokens = min_tokens
         self.section = 0
         self.out: list[Span] = []
+        self.found: dict[tuple, object] = {}  # boundaries and pieces found ahead (``prefetch``)
 
     def trim(self, a: int, b: int) -> tuple[int, int]:
         text = self.text
@@ -56,6 +57,48 @@ class _Planner:
                 cuts = [p for p in cuts if self.source.fence_at(p) is None]
         return cuts
 
+    def cuts(self, li: int, a: int, b: int) -> list[int]:
+        found = self.found.pop((li, a, b), None)
+        return self.boundaries(self.levels[li], a, b) if found is None else found
+
+    def pieces(self, li: int, a: int, b: int, cuts: list[int]) -> tuple[list[int], list[int]]:
+        """Starts and ends of the non-blank pieces between ``cuts``, trimmed."""
+        found = self.found.pop(("pieces", li, a, b), None)
+        if found is not None:
+            return found
+        text = self.text
+        ps, pe = [], []
+        for s, e in zip([a, *cuts], [*cuts, b]):  # trim, inlined: this loop is hot
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if s < e:
+                ps.append(s)
+                pe.append(e)
+        return ps, pe
+
+    def prefetch(self, a: int, b: int, li: int = 0) -> None:
+        """Token-free work, done while the text is still being encoded: boundaries
+        and pieces of the levels that ``split`` will certainly cut at (eager and
+        hard ones, and any level on a span far over the budget in characters),
+        stored for ``split`` to take."""
+        a, b = self.trim(a, b)
+        if a >= b or li >= len(self.levels):
+            return
+        level = self.levels[li]
+        if not (level.hard or level.eager) and b - a < 16 * self.budget:
+            return
+        cuts = self.boundaries(level, a, b)
+        self.found[(li, a, b)] = cuts
+        if not cuts:
+            self.prefetch(a, b, li + 1)
+        elif level.hard:
+            for s, e in zip([a, *cuts], [*cuts, b]):
+                self.prefetch(s, e, li + 1)
+        else:
+            self.found[("pieces", li, a, b)] = self.pieces(li, a, b, cuts)
+
     def split(self, a: int, b: int, li: int = 0) -> None:
         a, b = self.trim(a, b)
         if a >= b:
@@ -66,24 +109,22 @@ class _Planner:
             return
         level = self.levels[li]
         if not (level.hard or level.eager) and count(a, b) <= self.budget:
+            self.found.pop((li, a, b), None)
+            self.found.pop(("pieces", li, a, b), None)
             self.out.append((a, b, self.section))
             return
-        cuts = self.boundaries(level, a, b)
+        cuts = self.cuts(li, a, b)
         if not cuts:
             self.split(a, b, li + 1)
             return
-        starts = [a, *cuts]
-        ends = [*cuts, b]
         if level.hard:
-            for s, e in zip(starts, ends):
+            for s, e in zip([a, *cuts], [*cuts, b]):
                 self.section += 1
                 self.split(s, e, li + 1)
             return
-        pieces = [p for p in (self.trim(s, e) for s, e in zip(starts, ends)) if p[0] < p[1]]
-        if not pieces:
+        ps, pe = self.pieces(li, a, b, cuts)
+        if not ps:
             return
-        ps = [p[0] for p in pieces]
-        pe = [p[1] for p in pieces]
         vector = self.measure.bounds(ps, pe)
         if vector is not None:
             first, last = vector
@@ -100,7 +141,7 @@ class _Planner:
         section = self.section
         g = -1  # index of the first piece of the open group, -1 when none
         g_end = 0  # index of its last piece
-        for j in range(len(pieces)):
+        for j in range(len(ps)):
             if span_count(j, j) > budget:
                 if g >= 0:
                     out.append((ps[g], pe[g_end], section))
@@ -174,11 +215,17 @@ class LevelChunker(Chunker):
         if not text or text.isspace():
             return []
         source = Source(text)
-        measure = self.tokenizer.measure(text)
+        planner = self._planner(source, None, max(1, self.max_tokens - self.overlap))
+        first = planner.levels[0] if planner.levels else None
+        # Sentence splitting keeps this thread busy while the text is encoded.
+        busy = first is not None and first.eager and first.name == "sentence"
+        pending = self.tokenizer.start_measure(text, busy=busy)
+        planner.prefetch(0, len(text))
+        measure = planner.measure = pending()
         if not self.split_levels() and self.overlap:
             spans, counts = self._strided_windows(source, measure)
         else:
-            spans = self._plan(source, measure, 0, len(text), self.max_tokens - self.overlap)
+            spans = self._plan(source, measure, 0, len(text), planner.budget, planner=planner)
             counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
             spans, counts = self._repair(source, measure, spans, counts)
             if self.overlap:
@@ -191,8 +238,14 @@ class LevelChunker(Chunker):
     def _meta(self, source: Source, start: int) -> dict[str, Any]:
         return {"headings": source.heading_path(start)}
 
-    def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0) -> list[Span]:
-        planner = _Planner(source, measure, self.split_levels(), max(1, budget), self.min_tokens)
+    def _planner(self, source: Source, measure: Measure | None, budget: int) -> _Planner:
+        return _Planner(source, measure, self.split_levels(), max(1, budget), self.min_tokens)
+
+    def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0,
+              planner: _Planner | None = None) -> list[Span]:
+        """Spans of ``[a, b)``; ``planner``: one that ``prefetch`` already prepared."""
+        if planner is None:
+            planner = self._planner(source, measure, budget)
         planner.section = section
         planner.split(a, b)
         return planner.out

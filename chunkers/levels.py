@@ -26,7 +26,9 @@ _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 # A line break is structural when the line before ends a sentence or clause, or
 # the next line starts a list item, quote, table row, heading or indented block;
 # other line breaks are soft wraps inside a paragraph and are left to sentences.
-_STRUCTURAL_LINE = re.compile(r"(?<=[.!?:;])[ \t]*\n|\n(?=[ \t]*(?:[-*+•][ \t]|\d{1,3}[.)][ \t]|[>|#]|[ \t]{2,}\S))")
+# (Written to start with a character class or a literal, so the regex engine
+# skips ahead fast; only match ends are used.)
+_STRUCTURAL_LINE = re.compile(r"[.!?:;][ \t]*\n|\n(?=[ \t]*(?:[-*+•][ \t]|\d{1,3}[.)][ \t]|[>|#]|[ \t]{2,}\S))")
 _ANY_LINE = re.compile(r"\n")
 _CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
 _WORD = re.compile(r"\s+")

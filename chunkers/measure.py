@@ -178,7 +178,10 @@ class OffsetMeasure(Measure):
         m2_arr = np.asarray(m2s, dtype=np.int64)
         # tokens ending in (m1, m2]: exact between safe points, as no token crosses one
         inner = np.searchsorted(self.ends, m2_arr, "right") - np.searchsorted(self.ends, m1_arr, "right")
-        counts = iter(self.count_batch([p for p in pieces if p]))
+        # Edges are a word or two, and words repeat: count each distinct edge once.
+        distinct = list(dict.fromkeys(p for p in pieces if p))
+        known = dict(zip(distinct, self.count_batch(distinct)))
+        counts = iter([known[p] for p in pieces if p])
         out = []
         for i in range(len(spans)):
             head = next(counts) if pieces[2 * i] else 0

@@ -71,7 +71,7 @@ class SemanticChunker(LevelChunker):
             return -1.0
         return float(np.percentile(similarities, 100 - self.percentile))
 
-    def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0):
+    def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0, planner=None):
         units = self._units.chunk(source.text[a:b])
         if not units:
             return []

@@ -16,6 +16,7 @@ text of about 40 MB): these patterns are NLTK's fixed ones, not user input.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 
 from .errors import MissingDependencyError
@@ -44,6 +45,7 @@ def punkt_tokenizer():
 
 
 _PLAIN = re.compile(r"[\w.]+")
+_WHITESPACE = frozenset(" \t\n\r\x0b\x0c")  # string.whitespace, as NLTK checks it
 
 
 def _unguarded(pattern):
@@ -146,44 +148,42 @@ class FastPunkt:
 
     # -- a text ---------------------------------------------------------------
 
-    @staticmethod
-    def _last_whitespace(text: str, lo: int, hi: int) -> int:
-        """The last index in ``[lo, hi)`` holding ``string.whitespace``, or -1."""
-        q = max(text.rfind(" ", lo, hi), text.rfind("\n", lo, hi))
-        if text[q + 1 : hi].isprintable():  # no tab, CR, VT or FF after it
-            return q
-        return max((i for i in range(max(q, lo), hi) if text[i] in " \t\n\r\x0b\x0c"), default=q)
-
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""
         cuts: list[tuple[int, int]] = []  # (end of a sentence, start of the next)
-        plain = _PLAIN.fullmatch
-
-        def decide(match, word_start: int, word_end: int) -> None:
-            tok = text[word_start:word_end] + match.group()
-            nxt = match.group("next_tok")
-            if nxt is not None and plain(tok) and plain(nxt) and ".." not in tok and ".." not in nxt:
-                # Words, digits, "_" and single dots only: Punkt's word tokenizer
-                # would return exactly these two tokens (e.g. "U.S." and "The").
-                found = self._breaks(tok, nxt)
-            else:
-                found = self._contains_break(tok + match.group("after_tok"))
-            if found:
-                cuts.append((match.end(), match.start("next_tok") if nxt is not None else match.end()))
-
+        plain, breaks, contains_break = _PLAIN.fullmatch, self._breaks, self._contains_break
         # NLTK pairs each candidate with the word before it and drops a candidate
         # whose word overlaps the next one's ("acting!!!" is one candidate).
         previous = None
         prev_start = prev_end = 0
-        for match in self.candidates.finditer(text):
-            p = match.start()
-            q = self._last_whitespace(text, prev_end, p)
-            start = q + 1 if q > prev_end else prev_start  # NLTK reads index 0 as "none"
-            if previous is not None and prev_end <= start:
-                decide(previous, prev_start, prev_end)
-            previous, prev_start, prev_end = match, start, p
-        if previous is not None:
-            decide(previous, prev_start, prev_end)
+        for match in itertools.chain(self.candidates.finditer(text), (None,)):
+            if match is not None:
+                p = match.start()
+                # the last whitespace (string.whitespace) in text[prev_end:p]
+                q = text.rfind(" ", prev_end, p)
+                word_from = q + 1 if q >= 0 else prev_end
+                if not text[word_from:p].isprintable():  # a newline, tab, CR, VT or FF
+                    q = max((i for i in range(word_from, p) if text[i] in _WHITESPACE), default=q)
+                start = q + 1 if q > prev_end else prev_start  # NLTK reads index 0 as "none"
+                if previous is None or prev_end > start:
+                    previous, prev_start, prev_end = match, start, p
+                    continue
+            elif previous is None:
+                break
+            # decide the previous candidate
+            tok = text[prev_start:prev_end] + previous.group()
+            nxt = previous.group("next_tok")
+            if nxt is not None and plain(tok) and plain(nxt) and ".." not in tok and ".." not in nxt:
+                # Words, digits, "_" and single dots only: Punkt's word tokenizer
+                # would return exactly these two tokens (e.g. "U.S." and "The").
+                found = breaks(tok, nxt)
+            else:
+                found = contains_break(tok + previous.group("after_tok"))
+            if found:
+                end = previous.end()
+                cuts.append((end, previous.start("next_tok") if nxt is not None else end))
+            if match is not None:
+                previous, prev_start, prev_end = match, start, p
 
         end = len(text)
         while end and text[end - 1].isspace():

@@ -49,6 +49,13 @@ class TokenCounter:
         """A view of ``text`` that counts tokens of any span ``[a, b)`` fast."""
         return CallableMeasure(text, self.count)
 
+    def start_measure(self, text: str, busy: bool = False) -> Callable[[], Measure]:
+        """Begin ``measure(text)``, returning a call that gives the result; counters
+        that encode in the background let the caller do token-free work meanwhile.
+        ``busy``: the caller will keep one core busy, so use one thread fewer."""
+        measure = self.measure(text)
+        return lambda: measure
+
     def __repr__(self) -> str:
         return f"<tokenizer {self.name}>"
 
@@ -158,7 +165,9 @@ class TiktokenCounter(TokenCounter):
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         encode = self.encoding.encode_ordinary
         total = sum(map(len, texts))
-        if self.threads <= 1 or total < 200_000:
+        # Threads pay off only for long texts: a short encode is mostly Python call
+        # overhead, which holds the GIL.
+        if self.threads <= 1 or total < 200_000 or total < 4096 * len(texts):
             return [len(encode(t)) for t in texts]
         # One contiguous group per thread (tiktoken releases the GIL while encoding);
         # a future per text would cost more than encoding a short text.
@@ -166,24 +175,40 @@ class TiktokenCounter(TokenCounter):
         counts = _pool(self.threads).map(lambda group: [len(encode(t)) for t in group], groups)
         return [n for group in counts for n in group]
 
-    def measure(self, text: str) -> Measure:
+    def _encode_ids(self, block: str) -> np.ndarray:
+        # encode_to_numpy skips the Python int list; with no special token allowed
+        # or refused it is encode_ordinary.
+        return self.encoding.encode_to_numpy(block, allowed_special=set(), disallowed_special=())
+
+    def measure(self, text: str, threads: int | None = None) -> Measure:
+        threads = threads or self.threads
         lengths = self._token_bytes
         bounds = block_bounds(text, self.BLOCK_CHARS)
         parts: list[np.ndarray] = []
-        # A handful of blocks per batch keeps the temporary id lists small.
-        step = 4 * self.threads
+        # A handful of blocks per batch keeps the temporary id arrays small.
+        step = 4 * threads
         for i in range(0, len(bounds), step):
             batch = bounds[i : i + step]
             blocks = [text[a:b] for a, b in batch]
-            if self.threads > 1 and len(blocks) > 1:
-                encoded = list(_pool(self.threads).map(self.encoding.encode_ordinary, blocks))
+            if threads > 1 and len(blocks) > 1:
+                encoded = list(_pool(threads).map(self._encode_ids, blocks))
             else:
-                encoded = [self.encoding.encode_ordinary(b) for b in blocks]
+                encoded = [self._encode_ids(b) for b in blocks]
             for (a, _b), block, ids in zip(batch, blocks, encoded):
-                byte_ends = np.cumsum(lengths[np.asarray(ids, dtype=np.int64)])
+                byte_ends = np.cumsum(lengths[ids])
                 parts.append(a + _bytes_to_chars(block, byte_ends))
         ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return OffsetMeasure(text, ends, self.count, self.count_batch, safe=True)
+
+    def start_measure(self, text: str, busy: bool = False) -> Callable[[], Measure]:
+        if len(text) < self.BLOCK_CHARS:
+            return super().start_measure(text)
+        # tiktoken releases the GIL while it encodes, so the encoding runs beside
+        # the caller's Python work; on two cores one encoder beside a busy caller
+        # beats two encoders fighting it for the cores.
+        threads = max(1, self.threads - 1) if busy else self.threads
+        future = _background().submit(self.measure, text, threads)
+        return future.result
 
 
 def _split_even(items: list, parts: int) -> list[list]:
@@ -199,11 +224,27 @@ def _split_even(items: list, parts: int) -> list[list]:
     return groups
 
 
+@functools.lru_cache(maxsize=1)
+def _background():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunkers-measure")
+
+
 @functools.lru_cache(maxsize=4)
 def _pool(threads: int):
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkers-encode")
+
+
+def _fresh_pools_after_fork() -> None:
+    # A forked child (chunk_batch's workers) has none of the parent's threads.
+    _pool.cache_clear()
+    _background.cache_clear()
+
+
+os.register_at_fork(after_in_child=_fresh_pools_after_fork)
 
 
 def _bytes_to_chars(block: str, byte_ends: np.ndarray) -> np.ndarray:

@@ -285,3 +285,31 @@ def test_heading_detection(text, expected):
     from chunkers.levels import Source
 
     assert Source(text).headings == expected
+
+
+def test_long_texts_encode_in_the_background_also_in_forked_workers(markdown_notes):
+    """Texts over one encoding block are encoded on a background thread while the
+    engine finds boundaries; chunk_batch's forked workers must get fresh threads."""
+    import subprocess
+
+    from chunkers.tokenizers import TiktokenCounter
+
+    long_text = "\n\n".join(markdown_notes.values()) * 8
+    assert len(long_text) > TiktokenCounter.BLOCK_CHARS
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import chunkers
+        text = sys.stdin.read()
+        chunker = chunkers.get("sentence", max_tokens=64)
+        first = chunker(text)  # starts the parent's background threads
+        batch = chunker.chunk_batch([text, text[: len(text) // 2]], workers=2)
+        print(json.dumps([len(first), batch[0] == first, len(batch[1])]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=long_text, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    n_chunks, same, n_half = json.loads(done.stdout)
+    assert same and n_chunks > 100 and 0 < n_half < n_chunks
+    expected = chunkers.get("sentence", max_tokens=64)(long_text)
+    assert len(expected) == n_chunks
