@@ -18,6 +18,7 @@ counted again exactly, and the rare one over budget is re-planned tighter.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 from .base import Chunker
@@ -189,15 +190,17 @@ class _Planner:
         return e
 
 
+_SPACE_RUN = re.compile(r"\s+")
+
+
 def _next_space(text: str, s: int, limit: int) -> int | None:
-    """The first position after whitespace at or after ``s`` (before ``limit``)."""
-    for i in range(s, min(limit, s + 200)):
-        if text[i].isspace():
-            j = i
-            while j < limit and text[j].isspace():
-                j += 1
-            return j if j < limit else None
-    return None
+    """The first position after whitespace at or after ``s`` (before ``limit``,
+    looking at most 200 characters ahead for the whitespace)."""
+    m = _SPACE_RUN.search(text, s, min(limit, s + 200))
+    if m is None:
+        return None
+    end = _SPACE_RUN.match(text, m.start(), limit).end()  # the whole run, past the 200
+    return end if end < limit else None
 
 
 class LevelChunker(Chunker):
@@ -286,14 +289,16 @@ class LevelChunker(Chunker):
         extension whose exact count breaks either limit is dropped, never cut blindly."""
         text = source.text
         candidates: dict[int, int] = {}
-        for i in range(1, len(spans)):
-            (pa, pb, psec), (a, b, sec) = spans[i - 1], spans[i]
-            if psec != sec:
-                continue
-            room = min(self.overlap, self.max_tokens - counts[i])
-            if room <= 0:
-                continue
-            s = measure.back(pa, pb, room)
+        wanted = [
+            i for i in range(1, len(spans))
+            if spans[i - 1][2] == spans[i][2] and min(self.overlap, self.max_tokens - counts[i]) > 0
+        ]
+        backs = measure.back_many(
+            [spans[i - 1][0] for i in wanted], [spans[i - 1][1] for i in wanted],
+            [min(self.overlap, self.max_tokens - counts[i]) for i in wanted],
+        )
+        for i, s in zip(wanted, backs):
+            (pa, pb, _), (a, b, _) = spans[i - 1], spans[i]
             if s == pa:  # never swallow the whole previous chunk
                 s = pa + 1
             if not text[s - 1].isspace():

@@ -84,6 +84,10 @@ class Measure:
         """The furthest ``p`` in ``(a, limit]`` with ``count(a, p) <= n`` (at least ``a + 1``)."""
         raise NotImplementedError
 
+    def back_many(self, starts: Sequence[int], ends: Sequence[int], ns: Sequence[int]) -> list[int]:
+        """``back`` for many spans at once."""
+        return [self.back(a, b, n) for a, b, n in zip(starts, ends, ns)]
+
     def back(self, a: int, b: int, n: int) -> int:
         """The earliest ``s`` in ``[a, b)`` with ``count(s, b) <= n``."""
         if self.count(a, b) <= n:
@@ -119,6 +123,9 @@ class OffsetMeasure(Measure):
         self.counter = counter
         self.count_batch = count_batch or (lambda texts: [counter(t) for t in texts])
         self.safe = safe
+        self._heads: dict[int, int] = {}  # span start -> first safe point after it
+        self._tails: dict[int, int] = {}  # span end -> last safe point before it
+        self._edge_counts: dict[str, int] = {}
 
     def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]]:
         first = np.searchsorted(self.ends, np.asarray(starts, dtype=np.int64), "right")
@@ -151,21 +158,46 @@ class OffsetMeasure(Measure):
             return a
         return max(a, min(b - 1, int(ends[first - 1])))
 
+    def back_many(self, starts: Sequence[int], ends: Sequence[int], ns: Sequence[int]) -> list[int]:
+        if not len(starts):
+            return []
+        a = np.asarray(starts, dtype=np.int64)
+        b = np.asarray(ends, dtype=np.int64)
+        last = np.minimum(np.searchsorted(self.ends, b, "left"), len(self.ends) - 1)
+        first = last - np.asarray(ns, dtype=np.int64) + 1
+        s = np.maximum(a, np.minimum(b - 1, self.ends[np.maximum(first - 1, 0)]))
+        return np.where(first <= 0, a, s).tolist()
+
     def exact_counts(self, spans: Sequence[tuple[int, int]]) -> list[int]:
         """Exact token counts of ``text[a:b]``. With safe points (see
         ``_SAFE_ANY``): the tokens between the first and the last safe point in
         the span come from the one encoding, and only the two short edges are
-        encoded again. Otherwise each span is encoded."""
+        encoded again. Otherwise each span is encoded.
+
+        Chunks share edges (overlap candidates start where others end), so the
+        safe points found from each start and end, and each edge's count, are
+        kept for the next call."""
         text = self.text
         if not self.safe or not len(spans):
             return self.count_batch([text[a:b] for a, b in spans])
+        heads, tails = self._heads, self._tails
         m1s, m2s, pieces = [], [], []
         for a, b in spans:
-            m1 = m2 = None
-            first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
-            if first is not None:
-                m1 = first.start()
-                m2 = last_safe_point(text, max(m1 + 1, b - EDGE_WINDOW), b)
+            m1 = heads.get(a)
+            if m1 is None or m1 >= b:
+                first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
+                m1 = None if first is None else first.start()
+                if m1 is not None:
+                    heads[a] = m1
+            m2 = None
+            if m1 is not None:
+                m2 = tails.get(b)  # the last safe point before b: valid for any m1 below it
+                if m2 is None:
+                    m2 = last_safe_point(text, max(m1 + 1, b - EDGE_WINDOW), b)
+                    if m2 is not None:
+                        tails[b] = m2
+                elif m2 <= m1:
+                    m2 = None
             if m1 is not None and m2 is not None and m1 < m2 < b:
                 m1s.append(m1)
                 m2s.append(m2)
@@ -179,15 +211,16 @@ class OffsetMeasure(Measure):
         # tokens ending in (m1, m2]: exact between safe points, as no token crosses one
         inner = np.searchsorted(self.ends, m2_arr, "right") - np.searchsorted(self.ends, m1_arr, "right")
         # Edges are a word or two, and words repeat: count each distinct edge once.
-        distinct = list(dict.fromkeys(p for p in pieces if p))
-        known = dict(zip(distinct, self.count_batch(distinct)))
-        counts = iter([known[p] for p in pieces if p])
-        out = []
-        for i in range(len(spans)):
-            head = next(counts) if pieces[2 * i] else 0
-            tail = next(counts) if pieces[2 * i + 1] else 0
-            out.append(int(inner[i]) + head + tail if m1s[i] >= 0 else head)
-        return out
+        known = self._edge_counts
+        new = [p for p in dict.fromkeys(pieces) if p and p not in known]
+        if len(known) > 1 << 18:
+            known.clear()
+        known.update(zip(new, self.count_batch(new)))
+        known[""] = 0
+        return [
+            int(inner[i]) + known[pieces[2 * i]] + known[pieces[2 * i + 1]] if m1s[i] >= 0 else known[pieces[2 * i]]
+            for i in range(len(spans))
+        ]
 
 
 class CallableMeasure(Measure):
