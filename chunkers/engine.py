@@ -233,13 +233,11 @@ class LevelChunker(Chunker):
             spans, counts = self._repair(source, measure, spans, counts)
             if self.overlap:
                 spans, counts = self._extend(source, measure, spans, counts)
+        paths = source.heading_paths([a for a, _, _ in spans])
         return [
-            Chunk(text[a:b], a, b, n, i, self._meta(source, a))
-            for i, ((a, b, _), n) in enumerate(zip(spans, counts))
+            Chunk(text[a:b], a, b, n, i, {"headings": list(path)})
+            for i, ((a, b, _), n, path) in enumerate(zip(spans, counts, paths))
         ]
-
-    def _meta(self, source: Source, start: int) -> dict[str, Any]:
-        return {"headings": source.heading_path(start)}
 
     def _planner(self, source: Source, measure: Measure | None, budget: int) -> _Planner:
         return _Planner(source, measure, self.split_levels(), max(1, budget), self.min_tokens)

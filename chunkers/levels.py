@@ -100,6 +100,14 @@ class Source:
             paths.append(tuple(t for _, t in stack))
         return offsets, paths
 
+    def heading_paths(self, positions: list[int]) -> list[tuple[str, ...]]:
+        """``heading_path`` for many positions in one pass."""
+        offsets, paths = self._heading_paths
+        if not offsets:
+            return [()] * len(positions)
+        index = bisect.bisect_right
+        return [paths[i] if (i := index(offsets, pos) - 1) >= 0 else () for pos in positions]
+
     def heading_path(self, pos: int) -> list[str]:
         """Titles of the headings enclosing ``pos``, outermost first."""
         offsets, paths = self._heading_paths

@@ -184,7 +184,9 @@ class OffsetMeasure(Measure):
         m1s, m2s, pieces = [], [], []
         for a, b in spans:
             m1 = heads.get(a)
-            if m1 is None or m1 >= b:
+            if m1 is None and a and text[a - 1] == "\n" and not text[a].isspace():
+                m1 = a  # a line start: a safe point itself (most chunks start on one)
+            elif m1 is None or m1 >= b:
                 first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
                 m1 = None if first is None else first.start()
                 if m1 is not None:
