@@ -18,6 +18,7 @@ counted again exactly, and the rare one over budget is re-planned tighter.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any, Sequence
 
@@ -127,19 +128,16 @@ class _Planner:
         if not ps:
             return
         vector = self.measure.bounds(ps, pe)
-        if vector is not None:
-            first, last = vector
-
-            def span_count(i: int, j: int) -> int:
-                return last[j] - first[i] + 1
-        else:
-
-            def span_count(i: int, j: int) -> int:
-                return count(ps[i], pe[j])
-
         budget, min_tokens, max_pieces = self.budget, self.min_tokens, level.max_pieces
         out = self.out
         section = self.section
+        if vector is not None:
+            self._merge_sorted(ps, pe, *vector, li)
+            return
+
+        def span_count(i: int, j: int) -> int:
+            return count(ps[i], pe[j])
+
         g = -1  # index of the first piece of the open group, -1 when none
         g_end = 0  # index of its last piece
         for j in range(len(ps)):
@@ -162,6 +160,27 @@ class _Planner:
                 g_end = j
         if g >= 0:
             out.append((ps[g], pe[g_end], section))
+
+    def _merge_sorted(self, ps: list[int], pe: list[int], first: list[int], last: list[int], li: int) -> None:
+        """The merge loop of ``split`` when piece ``i`` holds tokens ``first[i]..last[i]``
+        (both non-decreasing): a group's count only grows as it takes pieces, so
+        where each group ends is a binary search, not a walk over every piece."""
+        budget, min_tokens, max_pieces = self.budget, self.min_tokens, self.levels[li].max_pieces
+        out, section, n = self.out, self.section, len(ps)
+        g = 0
+        while g < n:
+            if last[g] - first[g] + 1 > budget:  # too big alone: split it further
+                self.split(ps[g], pe[g], li + 1)
+                g += 1
+                continue
+            # the last piece that keeps the group within budget (pieces too big alone lie beyond it)
+            k = bisect.bisect_right(last, first[g] + budget - 1, g, n) - 1
+            if min_tokens is not None:  # the group closes once it reaches min_tokens
+                k = min(k, bisect.bisect_left(last, first[g] + min_tokens - 1, g, n))
+            if max_pieces is not None:
+                k = min(k, g + max_pieces - 1)
+            out.append((ps[g], pe[k], section))
+            g = k + 1
 
     def windows(self, a: int, b: int) -> None:
         while a < b:
