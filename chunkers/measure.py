@@ -17,13 +17,14 @@ import numpy as np
 
 
 # Safe points: offsets where tiktoken's cl100k/o200k pre-tokenizers always cut,
-# whatever surrounds the span: right after a line break before non-whitespace, and
-# at a single space between a non-space and a letter (words take their leading
+# whatever surrounds the span: right after a line break before non-whitespace other
+# than "/" (o200k's punctuation pre-token runs on over newlines and slashes, as in
+# ".\n/"), and at a single space between a non-space and a letter (words take their leading
 # space, and nothing on the left runs over a space). No pre-token crosses such a
 # point and no look-ahead reaches over it, so the encoding of ``text[a:b]`` is the
 # concatenated encodings of its pieces between safe points.
-_SAFE = re.compile(r"\n(?=\S)")  # the line-break kind only: block seams
-_SAFE_ANY = re.compile(r"(?<=\n)(?=\S)|(?<=\S)(?= [^\W\d_])")
+_SAFE = re.compile(r"\n(?=[^\s/])")  # the line-break kind only: block seams
+_SAFE_ANY = re.compile(r"(?<=\n)(?=[^\s/])|(?<=\S)(?= [^\W\d_])")
 EDGE_WINDOW = 256  # how far from each edge to look for a safe point
 
 
@@ -54,7 +55,7 @@ def last_safe_point(text: str, lo: int, hi: int) -> int | None:
     best = None
     q = text.rfind("\n", max(0, lo - 1), hi - 1)  # the line kind: just after a \n, before non-space
     while q >= 0 and q + 1 >= lo:
-        if not text[q + 1].isspace():
+        if not text[q + 1].isspace() and text[q + 1] != "/":
             best = q + 1
             break
         q = text.rfind("\n", max(0, lo - 1), q)
@@ -184,7 +185,7 @@ class OffsetMeasure(Measure):
         m1s, m2s, pieces = [], [], []
         for a, b in spans:
             m1 = heads.get(a)
-            if m1 is None and a and text[a - 1] == "\n" and not text[a].isspace():
+            if m1 is None and a and text[a - 1] == "\n" and not text[a].isspace() and text[a] != "/":
                 m1 = a  # a line start: a safe point itself (most chunks start on one)
             elif m1 is None or m1 >= b:
                 first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
