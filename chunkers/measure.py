@@ -181,15 +181,21 @@ class OffsetMeasure(Measure):
         text = self.text
         if not self.safe or not len(spans):
             return self.count_batch([text[a:b] for a, b in spans])
-        heads, tails = self._heads, self._tails
-        m1s, m2s, pieces = [], [], []
-        for a, b in spans:
+        heads, tails, known = self._heads, self._tails, self._edge_counts
+        if len(known) > 1 << 18:
+            known.clear()
+        known[""] = 0
+        search = _SAFE_ANY.search
+        m1s, m2s, edges = [], [], []
+        whole: dict[int, str] = {}  # spans without two safe points: encoded whole
+        for i, (a, b) in enumerate(spans):
             m1 = heads.get(a)
-            if m1 is None and a and text[a - 1] == "\n" and not text[a].isspace() and text[a] != "/":
-                m1 = a  # a line start: a safe point itself (most chunks start on one)
-            elif m1 is None or m1 >= b:
-                first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
-                m1 = None if first is None else first.start()
+            if m1 is None or m1 >= b:
+                if a and text[a - 1] == "\n" and text[a] != "/" and not text[a].isspace():
+                    m1 = a  # a line start is a safe point itself (most chunks start on one)
+                else:
+                    first = search(text, a, min(b, a + EDGE_WINDOW))
+                    m1 = None if first is None else first.start()
                 if m1 is not None:
                     heads[a] = m1
             m2 = None
@@ -199,31 +205,31 @@ class OffsetMeasure(Measure):
                     m2 = last_safe_point(text, max(m1 + 1, b - EDGE_WINDOW), b)
                     if m2 is not None:
                         tails[b] = m2
-                elif m2 <= m1:
-                    m2 = None
-            if m1 is not None and m2 is not None and m1 < m2 < b:
-                m1s.append(m1)
-                m2s.append(m2)
-                pieces += [text[a:m1], text[m2:b]]
-            else:
+            if m2 is None or m2 <= m1:
+                whole[i] = text[a:b]
                 m1s.append(-1)
                 m2s.append(-1)
-                pieces += [text[a:b], ""]
-        m1_arr = np.asarray(m1s, dtype=np.int64)
-        m2_arr = np.asarray(m2s, dtype=np.int64)
+                continue
+            m1s.append(m1)
+            m2s.append(m2)
+            edges += (text[a:m1], text[m2:b])
         # tokens ending in (m1, m2]: exact between safe points, as no token crosses one
-        inner = np.searchsorted(self.ends, m2_arr, "right") - np.searchsorted(self.ends, m1_arr, "right")
+        ends = self.ends
+        inner = (np.searchsorted(ends, np.asarray(m2s, dtype=np.int64), "right")
+                 - np.searchsorted(ends, np.asarray(m1s, dtype=np.int64), "right")).tolist()
         # Edges are a word or two, and words repeat: count each distinct edge once.
-        known = self._edge_counts
-        new = [p for p in dict.fromkeys(pieces) if p and p not in known]
-        if len(known) > 1 << 18:
-            known.clear()
+        new = [e for e in dict.fromkeys(edges) if e not in known]
         known.update(zip(new, self.count_batch(new)))
-        known[""] = 0
-        return [
-            int(inner[i]) + known[pieces[2 * i]] + known[pieces[2 * i + 1]] if m1s[i] >= 0 else known[pieces[2 * i]]
-            for i in range(len(spans))
-        ]
+        counted = dict(zip(whole, self.count_batch(list(whole.values())))) if whole else {}
+        out = []
+        k = 0
+        for i, m1 in enumerate(m1s):
+            if m1 < 0:
+                out.append(counted[i])
+            else:
+                out.append(inner[i] + known[edges[k]] + known[edges[k + 1]])
+                k += 2
+        return out
 
 
 class CallableMeasure(Measure):
