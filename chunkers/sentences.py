@@ -77,6 +77,7 @@ class FastPunkt:
         self.lower_any, self.upper_any = punkt._ORTHO_LC, punkt._ORTHO_UC  # noqa: SLF001
         self.upper_mid, self.lower_begin = punkt._ORTHO_MID_UC, punkt._ORTHO_BEG_LC  # noqa: SLF001
         self._tokens: dict[str, tuple] = {}
+        self._runs: dict[str, list[str]] = {}
 
     # -- one token ------------------------------------------------------------
 
@@ -144,14 +145,26 @@ class FastPunkt:
         """``PunktSentenceTokenizer.text_contains_sentbreak``: a break before the last token."""
         words = self.words
         toks = [w for line in context.split("\n") if line.strip() for w in words.findall(line)]
+        return self._any_break(toks)
+
+    def _any_break(self, toks: list[str]) -> bool:
         return any(self._breaks(toks[i], toks[i + 1]) for i in range(len(toks) - 1))
+
+    def _words_of(self, run: str) -> list[str]:
+        """Punkt's word tokens of one whitespace-free run, memoised (runs repeat)."""
+        found = self._runs.get(run)
+        if found is None:
+            found = self.words.findall(run)
+            if len(self._runs) < 200_000:
+                self._runs[run] = found
+        return found
 
     # -- a text ---------------------------------------------------------------
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""
         cuts: list[tuple[int, int]] = []  # (end of a sentence, start of the next)
-        plain, breaks, contains_break = _PLAIN.fullmatch, self._breaks, self._contains_break
+        plain, breaks, contains_break, words_of = _PLAIN.fullmatch, self._breaks, self._contains_break, self._words_of
         # NLTK pairs each candidate with the word before it and drops a candidate
         # whose word overlaps the next one's ("acting!!!" is one candidate).
         previous = None
@@ -171,16 +184,20 @@ class FastPunkt:
             elif previous is None:
                 break
             # decide the previous candidate
-            tok = text[prev_start:prev_end] + previous.group()
+            tok = text[prev_start : prev_end + 1]  # the word and its one end character
             nxt = previous.group("next_tok")
             if nxt is not None and plain(tok) and plain(nxt) and ".." not in tok and ".." not in nxt:
                 # Words, digits, "_" and single dots only: Punkt's word tokenizer
                 # would return exactly these two tokens (e.g. "U.S." and "The").
                 found = breaks(tok, nxt)
+            elif nxt is not None and nxt[0] != ".":
+                # Whitespace separates the two runs, and no token can span it (only
+                # ". . ." could, hence the dot test): tokenize each run on its own.
+                found = self._any_break(words_of(tok) + words_of(nxt))
             else:
                 found = contains_break(tok + previous.group("after_tok"))
             if found:
-                end = previous.end()
+                end = prev_end + 1
                 cuts.append((end, previous.start("next_tok") if nxt is not None else end))
             if match is not None:
                 previous, prev_start, prev_end = match, start, p
