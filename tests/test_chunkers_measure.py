@@ -46,3 +46,23 @@ def test_exact_counts_on_generated_text(parts, data):
     if spans:
         brute_force("cl100k_base", text, spans)
         brute_force("o200k_base", text, spans)
+
+
+def test_token_ends_of_a_multi_block_text_match_plain_tiktoken(markdown_notes):
+    """Token end offsets from per-block, per-thread encodings (and per-token
+    character counts) equal those of one plain encode of the whole text."""
+    import numpy as np
+
+    from chunkers.tokenizers import TiktokenCounter
+
+    text = ("\n\n".join(markdown_notes.values()) + "\n\nnaïve café — 日本語 🦙 e\u0301\n/path .\n/x\n") * 30
+    assert len(text) > 2 * TiktokenCounter.BLOCK_CHARS
+    for name in ("cl100k_base", "o200k_base"):
+        tok = chunkers.get_tokenizer(name)
+        ids = tok.encoding.encode_ordinary(text)
+        byte_ends = np.cumsum([len(tok.encoding.decode_single_token_bytes(i)) for i in ids])
+        raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        chars_before = np.concatenate(([0], np.cumsum((raw & 0xC0) != 0x80)))
+        expected = chars_before[byte_ends]
+        for threads in (1, 2):
+            assert np.array_equal(tok.measure(text, threads).ends, expected), (name, threads)
