@@ -19,6 +19,8 @@ counted again exactly, and the rare one over budget is re-planned tighter.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import re
 from typing import Any, Sequence
 
@@ -222,6 +224,23 @@ def _next_space(text: str, s: int, limit: int) -> int | None:
     return end if end < limit else None
 
 
+_GC_PAUSE_CHARS = 1 << 20
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Chunking a long text makes millions of short-lived tuples and ints and no
+    reference cycles; the collections they trigger only re-walk the heap (about
+    12% of the time on 16.8 MB), so the cyclic collector waits until the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class LevelChunker(Chunker):
     """A chunker defined by its ordered ``levels``; see the module docstring."""
 
@@ -236,6 +255,12 @@ class LevelChunker(Chunker):
             raise TypeError(f"text must be str, not {type(text).__name__}")
         if not text or text.isspace():
             return []
+        if len(text) < _GC_PAUSE_CHARS:
+            return self._chunk(text)
+        with _gc_paused():
+            return self._chunk(text)
+
+    def _chunk(self, text: str) -> list[Chunk]:
         source = Source(text)
         planner = self._planner(source, None, max(1, self.max_tokens - self.overlap))
         first = planner.levels[0] if planner.levels else None
@@ -329,8 +354,10 @@ class LevelChunker(Chunker):
         if not candidates:
             return spans, counts
         order = sorted(candidates)
-        whole = self._exact_counts(measure, [(candidates[i], spans[i][1]) for i in order])
-        shared = self._exact_counts(measure, [(candidates[i], spans[i - 1][1]) for i in order])
+        both = self._exact_counts(
+            measure, [(candidates[i], spans[i][1]) for i in order] + [(candidates[i], spans[i - 1][1]) for i in order]
+        )
+        whole, shared = both[: len(order)], both[len(order) :]
         spans, counts = list(spans), list(counts)
         for i, n_whole, n_shared in zip(order, whole, shared):
             if n_whole <= self.max_tokens and n_shared <= self.overlap:
