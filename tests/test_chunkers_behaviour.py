@@ -313,3 +313,32 @@ def test_long_texts_encode_in_the_background_also_in_forked_workers(markdown_not
     assert same and n_chunks > 100 and 0 < n_half < n_chunks
     expected = chunkers.get("sentence", max_tokens=64)(long_text)
     assert len(expected) == n_chunks
+
+
+def test_long_texts_pause_the_cyclic_gc_and_restore_it(markdown_notes):
+    import gc
+
+    from chunkers.engine import _GC_PAUSE_CHARS
+
+    text = "\n\n".join(markdown_notes.values())
+    long_text = text * (_GC_PAUSE_CHARS // len(text) + 1)
+    seen = []
+
+    def counting(s: str) -> int:  # a callable tokenizer sees the collector's state mid-chunk
+        seen.append(gc.isenabled())
+        if s.startswith("FAIL"):
+            raise RuntimeError("tokenizer failed")
+        return len(s.split())
+
+    chunker = chunkers.get("paragraph", max_tokens=2000, min_tokens=0, tokenizer=counting)
+    assert gc.isenabled()
+    assert chunker(long_text) and gc.isenabled() and seen and not any(seen)
+    gc.disable()
+    try:
+        chunker(long_text)
+        assert not gc.isenabled()  # a caller's own setting is left alone
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError, match="tokenizer failed"):
+        chunker("FAIL " + long_text)
+    assert gc.isenabled()
