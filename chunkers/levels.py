@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .sentences import sentence_spans
+from .sentences import fast_punkt
 
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*?)[ \t#]*$", re.M)
@@ -152,16 +152,23 @@ _LIST_MARKER = re.compile(r"[ \t]*(?:\d{1,3}[.)]|[-*+•]|[a-zA-Z][.)])[ \t]*")
 
 def _after_list_marker(text: str, pos: int) -> bool:
     """Punkt ends a 'sentence' after "1." at the start of a list item; that is no boundary."""
-    line_start = text.rfind("\n", 0, pos) + 1
-    return pos - line_start <= 8 and _LIST_MARKER.fullmatch(text, line_start, pos) is not None
+    newline = text.rfind("\n", max(0, pos - 9), pos)  # a marker line start is at most 8 back
+    if newline < 0 and pos > 8:
+        return False
+    line_start = newline + 1
+    return _LIST_MARKER.fullmatch(text, line_start, pos) is not None
 
 
 def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
     # A paragraph break always ends a sentence, even one without a full stop.
     text = source.text
-    starts = {s for s, _ in sentence_spans(text, a, b) if not _after_list_marker(text, s)}
-    starts.update(_pattern_ends(_BLANK_LINES)(source, a, b))
+    spans = fast_punkt().spans(text if (a, b) == (0, len(text)) else text[a:b])
+    starts = {a + s for s, _ in spans}
+    starts.difference_update([s for s in starts if _after_list_marker(text, s)])
+    starts.update(m.end() for m in _BLANK_LINES.finditer(text, a, b))
     starts.update(_structural_lines(text, a, b))
+    starts.discard(a)
+    starts.discard(b)
     return sorted(p for p in starts if a < p < b)
 
 
