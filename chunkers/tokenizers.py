@@ -207,27 +207,30 @@ class TiktokenCounter(TokenCounter):
         counts = _pool(self.threads).map(count_group, groups)
         return [n for group in counts for n in group]
 
-    def _block_ends(self, block: str) -> np.ndarray:
-        """Character offsets (within ``block``) where its tokens end."""
+    def _block_ends(self, block: str, offset: int = 0) -> np.ndarray:
+        """Character offsets where the tokens of ``block`` (at ``offset``) end."""
         # encode_to_numpy skips the Python int list; with no special token allowed
         # or refused it is encode_ordinary. No per-byte array is built: large
         # temporaries made two threads slower than one (page faults and unmaps).
         ids = self._thread_encoding().encode_to_numpy(block, allowed_special=set(), disallowed_special=())
-        return np.cumsum(self._token_chars[ids])
+        ends = np.cumsum(self._token_chars[ids])
+        ends += offset
+        return ends
 
     def measure(self, text: str, threads: int | None = None) -> Measure:
         threads = threads or self.threads
         self._token_chars  # noqa: B018 - built once, before the threads share it
         bounds = block_bounds(text, self.BLOCK_CHARS)
         blocks = (text[a:b] for a, b in bounds)
+        offsets = (a for a, _b in bounds)
         # Each thread does a whole block, numpy steps included: tiktoken and numpy
         # both release the GIL.
         if threads > 1 and len(bounds) > 1:
-            ends_per_block = _pool(threads).map(self._block_ends, blocks)
+            parts = list(_pool(threads).map(self._block_ends, blocks, offsets))
         else:
-            ends_per_block = map(self._block_ends, blocks)
-        parts = [a + ends for (a, _b), ends in zip(bounds, ends_per_block)]
+            parts = list(map(self._block_ends, blocks, offsets))
         ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        del parts
         return OffsetMeasure(text, ends, self.count, self.count_batch, safe=True)
 
     def start_measure(self, text: str, busy: bool = False) -> Callable[[], Measure]:
