@@ -263,10 +263,7 @@ class LevelChunker(Chunker):
     def _chunk(self, text: str) -> list[Chunk]:
         source = Source(text)
         planner = self._planner(source, None, max(1, self.max_tokens - self.overlap))
-        first = planner.levels[0] if planner.levels else None
-        # Sentence splitting keeps this thread busy while the text is encoded.
-        busy = first is not None and first.eager and first.name == "sentence"
-        pending = self.tokenizer.start_measure(text, busy=busy)
+        pending = self.tokenizer.start_measure(text)
         planner.prefetch(0, len(text))
         measure = planner.measure = pending()
         if not self.split_levels() and self.overlap:

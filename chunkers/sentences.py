@@ -64,6 +64,7 @@ class FastPunkt:
         lang, params = tokenizer._lang_vars, tokenizer._params  # noqa: SLF001 - NLTK exposes no accessors
         self.abbreviations = params.abbrev_types
         self.collocations = params.collocations
+        self.collocation_firsts = frozenset(first for first, _ in params.collocations)
         self.starters = params.sent_starters
         self.ortho = params.ortho_context
         self.sent_end = frozenset(lang.sent_end_chars)
@@ -85,7 +86,7 @@ class FastPunkt:
         """What the passes read of one token, memoised per distinct token:
         (first-pass break, abbreviation or ellipsis, type without its period,
         type without a sentence-break period, is an initial, first letter upper,
-        first letter lower, orthographic context)."""
+        first letter lower, orthographic context, ends a sentence whatever follows)."""
         info = self._tokens.get(tok)
         if info is not None:
             return info
@@ -102,8 +103,15 @@ class FastPunkt:
         typ = "##number##" if self.numeric.match(low) else low
         bare = typ[:-1] if len(typ) > 1 and typ[-1] == "." else typ
         sent_type = bare if sentbreak else typ
-        info = (sentbreak, abbreviation, bare, sent_type, self.initial.match(tok) is not None,
-                tok[0].isupper(), tok[0].islower(), self.ortho.get(sent_type, 0))
+        initial = self.initial.match(tok) is not None
+        # A single word token (no Punkt token boundary inside it) that ends a
+        # sentence whatever follows: a plain break, not a collocation's first half.
+        breaks_anyway = (
+            sentbreak and tok.endswith(".") and not abbreviation and not initial and bare != "##number##"
+            and bare not in self.collocation_firsts and _PLAIN.fullmatch(tok) is not None and ".." not in tok
+        )
+        info = (sentbreak, abbreviation, bare, sent_type, initial,
+                tok[0].isupper(), tok[0].islower(), self.ortho.get(sent_type, 0), breaks_anyway)
         if len(self._tokens) < 200_000:
             self._tokens[tok] = info
         return info
@@ -121,7 +129,7 @@ class FastPunkt:
 
     def _breaks(self, tok: str, nxt: str) -> bool:
         """Whether ``tok``, followed by ``nxt``, ends a sentence after both passes."""
-        sentbreak, abbreviation, typ, _, initial, _, _, _ = self._token(tok)
+        sentbreak, abbreviation, typ, _, initial = self._token(tok)[:5]
         if not tok.endswith("."):
             return sentbreak
         following = self._token(nxt)
@@ -165,6 +173,7 @@ class FastPunkt:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""
         cuts: list[tuple[int, int]] = []  # (end of a sentence, start of the next)
         plain, breaks, contains_break, words_of = _PLAIN.fullmatch, self._breaks, self._contains_break, self._words_of
+        token_info = self._tokens.get
         # NLTK pairs each candidate with the word before it and drops a candidate
         # whose word overlaps the next one's ("acting!!!" is one candidate).
         previous = None
@@ -185,6 +194,17 @@ class FastPunkt:
                 break
             # decide the previous candidate
             tok = text[prev_start : prev_end + 1]  # the word and its one end character
+            nxt_start = previous.start("next_tok")
+            info = token_info(tok)
+            if info is None:
+                info = self._token(tok)
+            if info[8] and nxt_start >= 0 and text[nxt_start] != ".":
+                # The common case, "word. Next": tok is one token and a break before
+                # any following token (". . ." is the one thing that could join them).
+                cuts.append((prev_end + 1, nxt_start))
+                if match is not None:
+                    previous, prev_start, prev_end = match, start, p
+                continue
             nxt = previous.group("next_tok")
             if nxt is not None and plain(tok) and plain(nxt) and ".." not in tok and ".." not in nxt:
                 # Words, digits, "_" and single dots only: Punkt's word tokenizer

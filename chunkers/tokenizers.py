@@ -49,10 +49,9 @@ class TokenCounter:
         """A view of ``text`` that counts tokens of any span ``[a, b)`` fast."""
         return CallableMeasure(text, self.count)
 
-    def start_measure(self, text: str, busy: bool = False) -> Callable[[], Measure]:
+    def start_measure(self, text: str) -> Callable[[], Measure]:
         """Begin ``measure(text)``, returning a call that gives the result; counters
-        that encode in the background let the caller do token-free work meanwhile.
-        ``busy``: the caller will keep one core busy, so use one thread fewer."""
+        that encode in the background let the caller do token-free work meanwhile."""
         measure = self.measure(text)
         return lambda: measure
 
@@ -233,15 +232,13 @@ class TiktokenCounter(TokenCounter):
         del parts
         return OffsetMeasure(text, ends, self.count, self.count_batch, safe=True)
 
-    def start_measure(self, text: str, busy: bool = False) -> Callable[[], Measure]:
+    def start_measure(self, text: str) -> Callable[[], Measure]:
         if len(text) < self.BLOCK_CHARS:
             return super().start_measure(text)
         # tiktoken releases the GIL while it encodes, so the encoding runs beside
-        # the caller's Python work; on two cores one encoder beside a busy caller
-        # beats two encoders fighting it for the cores.
-        threads = max(1, self.threads - 1) if busy else self.threads
-        future = _background().submit(self.measure, text, threads)
-        return future.result
+        # the caller's Python work (measured on 2 cores: all encoding threads beside
+        # the caller beat one fewer, now that each thread has its own Encoding).
+        return _background().submit(self.measure, text).result
 
 
 def _split_even(items: list, parts: int) -> list[list]:
