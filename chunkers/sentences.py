@@ -234,25 +234,21 @@ class FastPunkt:
         return self._realign(text, slices)
 
     def _realign(self, text: str, slices: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Closing quotes and brackets after a sentence end join that sentence."""
-        out = []
-        shift = 0
-        for i, (a, b) in enumerate(slices):
-            a += shift
-            if i + 1 == len(slices):
-                if a < b:
-                    out.append((a, b))
-                break
-            a2, b2 = slices[i + 1]
-            m = self.realignment.match(text, a2, max(a2, b2)) if not text[a2 : a2 + 1].isalnum() else None
+        """Closing quotes and brackets after a sentence end join that sentence:
+        where the realignment pattern matches at the start of slice ``i``, slice
+        ``i - 1`` ends after the closers and slice ``i`` starts after them and the
+        whitespace. Each match reads only the original slice ``i``, so the changes
+        are local; a sentence start that is a letter or digit can never match."""
+        starts = [a for a, _ in slices]
+        ends = [b for _, b in slices]
+        match = self.realignment.match
+        for i in [i for i in range(1, len(slices)) if not text[starts[i] : starts[i] + 1].isalnum()]:
+            a2, b2 = slices[i]
+            m = match(text, a2, max(a2, b2))
             if m:
-                out.append((a, a2 + len(m.group(0).rstrip())))
-                shift = m.end() - a2
-            else:
-                shift = 0
-                if a < b:
-                    out.append((a, b))
-        return out
+                ends[i - 1] = a2 + len(m.group(0).rstrip())
+                starts[i] = m.end()
+        return [(a, b) for a, b in zip(starts, ends) if a < b]
 
 
 @functools.lru_cache(maxsize=1)
