@@ -164,10 +164,11 @@ def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
     text = source.text
     spans = fast_punkt().spans(text if (a, b) == (0, len(text)) else text[a:b])
     starts = {s for s, _ in spans} if a == 0 else {a + s for s, _ in spans}
-    # only a start within 8 characters of a line start can follow a list marker
-    starts.difference_update(
-        [s for s in starts if (s <= 8 or text.rfind("\n", s - 9, s) >= 0) and _after_list_marker(text, s)]
-    )
+    # only a start 1-8 characters into a line can follow a list marker
+    starts.difference_update([
+        s for s in starts
+        if s and text[s - 1] != "\n" and (s <= 8 or text.rfind("\n", s - 9, s) >= 0) and _after_list_marker(text, s)
+    ])
     end_of = re.Match.end
     starts.update(map(end_of, _BLANK_LINES.finditer(text, a, b)))
     starts.update(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
