@@ -162,8 +162,8 @@ def _after_list_marker(text: str, pos: int) -> bool:
 def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
     # A paragraph break always ends a sentence, even one without a full stop.
     text = source.text
-    spans = fast_punkt().spans(text if (a, b) == (0, len(text)) else text[a:b])
-    starts = {s for s, _ in spans} if a == 0 else {a + s for s, _ in spans}
+    found = fast_punkt().starts(text if (a, b) == (0, len(text)) else text[a:b])
+    starts = set(found) if a == 0 else {a + s for s in found}
     # only a start 1-8 characters into a line can follow a list marker
     starts.difference_update([
         s for s in starts

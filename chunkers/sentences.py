@@ -171,7 +171,17 @@ class FastPunkt:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""
-        cuts: list[tuple[int, int]] = []  # (end of a sentence, start of the next)
+        starts, ends = self._bounds(text)
+        return [(a, b) for a, b in zip(starts, ends) if a < b]
+
+    def starts(self, text: str) -> list[int]:
+        """Where each sentence of ``spans(text)`` starts."""
+        starts, ends = self._bounds(text)
+        return [a for a, b in zip(starts, ends) if a < b]
+
+    def _bounds(self, text: str) -> tuple[list[int], list[int]]:
+        """Sentence starts and ends, realigned, empty sentences not yet dropped."""
+        starts, ends = [0], []  # sentence i is text[starts[i]:ends[i]]
         plain, breaks, contains_break, words_of = _PLAIN.fullmatch, self._breaks, self._contains_break, self._words_of
         token_info = self._tokens.get
         # NLTK pairs each candidate with the word before it and drops a candidate
@@ -201,7 +211,8 @@ class FastPunkt:
             if info[8] and nxt_start >= 0 and text[nxt_start] != ".":
                 # The common case, "word. Next": tok is one token and a break before
                 # any following token (". . ." is the one thing that could join them).
-                cuts.append((prev_end + 1, nxt_start))
+                ends.append(prev_end + 1)
+                starts.append(nxt_start)
                 if match is not None:
                     previous, prev_start, prev_end = match, start, p
                 continue
@@ -218,37 +229,31 @@ class FastPunkt:
                 found = contains_break(tok + previous.group("after_tok"))
             if found:
                 end = prev_end + 1
-                cuts.append((end, previous.start("next_tok") if nxt is not None else end))
+                ends.append(end)
+                starts.append(previous.start("next_tok") if nxt is not None else end)
             if match is not None:
                 previous, prev_start, prev_end = match, start, p
 
         end = len(text)
         while end and text[end - 1].isspace():
             end -= 1
-        slices = []
-        last = 0
-        for stop, nxt in cuts:
-            slices.append((last, stop))
-            last = nxt
-        slices.append((last, end))
-        return self._realign(text, slices)
+        ends.append(end)
+        self._realign(text, starts, ends)
+        return starts, ends
 
-    def _realign(self, text: str, slices: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    def _realign(self, text: str, starts: list[int], ends: list[int]) -> None:
         """Closing quotes and brackets after a sentence end join that sentence:
-        where the realignment pattern matches at the start of slice ``i``, slice
-        ``i - 1`` ends after the closers and slice ``i`` starts after them and the
-        whitespace. Each match reads only the original slice ``i``, so the changes
-        are local; a sentence start that is a letter or digit can never match."""
-        starts = [a for a, _ in slices]
-        ends = [b for _, b in slices]
+        where the realignment pattern matches at the start of sentence ``i``,
+        sentence ``i - 1`` ends after the closers and sentence ``i`` starts after
+        them and the whitespace. Each match reads only the original sentence ``i``,
+        so the changes are local; a start that is a letter or digit never matches."""
         match = self.realignment.match
-        for i in [i for i in range(1, len(slices)) if not text[starts[i] : starts[i] + 1].isalnum()]:
-            a2, b2 = slices[i]
+        for i in [i for i in range(1, len(starts)) if not text[starts[i] : starts[i] + 1].isalnum()]:
+            a2, b2 = starts[i], ends[i]
             m = match(text, a2, max(a2, b2))
             if m:
                 ends[i - 1] = a2 + len(m.group(0).rstrip())
                 starts[i] = m.end()
-        return [(a, b) for a, b in zip(starts, ends) if a < b]
 
 
 @functools.lru_cache(maxsize=1)
