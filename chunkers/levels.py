@@ -173,9 +173,9 @@ def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
     starts.update(map(end_of, _BLANK_LINES.finditer(text, a, b)))
     starts.update(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
     starts.update(map(end_of, _LINE_BEFORE_ITEM.finditer(text, a, b)))
-    starts.discard(a)
+    starts.discard(a)  # everything else found lies inside (a, b]
     starts.discard(b)
-    return sorted(p for p in starts if a < p < b)
+    return sorted(starts)
 
 
 @dataclass(frozen=True)
