@@ -33,6 +33,7 @@ class SentenceChunker(LevelChunker):
             check_int("sentences_per_chunk", sentences_per_chunk, low=1)
         self.sentences_per_chunk = sentences_per_chunk
         self.levels = (SENTENCES.with_(eager=True, max_pieces=sentences_per_chunk), CLAUSES, WORDS)
+        self.lazy_sentences = sentences_per_chunk is None  # with a count, every sentence matters
 
 
 @register("paragraph")

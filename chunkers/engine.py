@@ -24,6 +24,8 @@ import gc
 import re
 from typing import Any, Sequence
 
+import numpy as np
+
 from .base import Chunker
 from .chunk import Chunk
 from .levels import Source, SplitLevel
@@ -214,6 +216,102 @@ class _Planner:
 _SPACE_RUN = re.compile(r"\s+")
 
 
+# A paragraph break followed straight away by a letter or digit: where sentence
+# splitting can restart without changing any sentence start after it.
+_CLEAN_BREAK = re.compile(r"\n(?:[ \t]*\n)+(?=[^\W_])")
+
+
+class _LazySentences:
+    """The merge of ``split`` for a chunker whose first level is eager sentences,
+    with Punkt run only on the paragraphs where a chunk can end.
+
+    A chunk ends at the last piece end within the budget, so only the paragraph
+    where the budget runs out (and the one where the chunk starts) need their
+    sentence starts; the paragraphs in between lie inside the chunk whatever their
+    sentences are. Paragraphs are cut at ``_CLEAN_BREAK`` points, and Punkt run on
+    a window from one such point to the end of the first line after the next
+    gives exactly the starts that Punkt on the whole text gives inside it: every
+    candidate's word, context and decision are the same (whitespace separates
+    each window's first candidate from anything before, the window reaches over
+    the last candidate's next word, and a start at a letter is never realigned).
+    The paragraph break itself is a cut either way. Tests compare this with the
+    eager split on the corpus and on generated documents."""
+
+    def __init__(self, planner: "_Planner", a: int, b: int) -> None:
+        from .levels import break_ends
+
+        self.planner, self.text, self.a, self.b = planner, planner.text, a, b
+        # token-free, done while the text is being encoded
+        self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
+        fence = planner.source.fence_at(a + 1) if planner.source.fences else None
+        self.filter_fences = bool(planner.source.fences) and not (fence and fence[0] <= a and b <= fence[1])
+        outside = (lambda p: planner.source.fence_at(p) is None) if self.filter_fences else (lambda p: True)
+        self.bounds = [a] + [
+            p for m in _CLEAN_BREAK.finditer(self.text, a, b) if a < (p := m.end()) < b and outside(p)
+        ] + [b]  # no cut inside a code block, so no window edge there either
+        self.pieces: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+
+    def segment(self, pos: int) -> int:
+        return bisect.bisect_right(self.bounds, pos) - 1
+
+    def pieces_of(self, k: int) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Trimmed pieces of paragraph window ``k`` and their first and last token."""
+        found = self.pieces.get(k)
+        if found is not None:
+            return found
+        from .levels import punkt_starts
+
+        text, w0, w1 = self.text, self.bounds[k], self.bounds[k + 1]
+        w_end = self.b if w1 == self.b else min(self.b, (text.find("\n", w1) + 1) or self.b)
+        cuts = {s for s in punkt_starts(text, w0, w_end) if w0 < s < w1}
+        cuts.update(self.breaks[bisect.bisect_right(self.breaks, w0) : bisect.bisect_left(self.breaks, w1)])
+        if self.filter_fences:
+            cuts = {c for c in cuts if self.planner.source.fence_at(c) is None}
+        ps, pe = self.planner.pieces(-1, w0, w1, sorted(cuts))
+        first, last = self.planner.measure.bounds(ps, pe)
+        found = self.pieces[k] = (ps, pe, first, last)
+        return found
+
+    def plan(self) -> None:
+        planner, b = self.planner, self.b
+        ends = planner.measure.ends
+        budget, out, n_tokens = planner.budget, planner.out, len(ends)
+        g = self.a
+        while g < b:
+            k = self.segment(g)
+            ps, pe, first, last = self.pieces_of(k)
+            i = bisect.bisect_left(ps, g)
+            if i == len(ps):  # only whitespace left in this window
+                g = self.bounds[k + 1]
+                continue
+            if last[i] - first[i] + 1 > budget:  # a piece too big alone: split it further
+                planner.split(ps[i], pe[i], 1)
+                g = ps[i + 1] if i + 1 < len(ps) else self.bounds[k + 1]
+                continue
+            limit = first[i] + budget - 1  # the last token the chunk may hold
+            if limit >= n_tokens - 1 or ends[limit] >= b:  # the rest of the text fits
+                out.append((ps[i], self.last_end(len(self.bounds) - 2), planner.section))
+                return
+            kl = self.segment(int(ends[limit]) - 1)  # the window where the budget runs out
+            lps, lpe, _lfirst, llast = self.pieces_of(kl)
+            j = bisect.bisect_right(llast, limit) - 1
+            if kl == k:
+                j = max(j, i)
+            if j >= 0:
+                out.append((ps[i], lpe[j], planner.section))
+                g = lps[j + 1] if j + 1 < len(lps) else self.bounds[kl + 1]
+            else:  # no piece of that window fits: the chunk ends with the window before
+                out.append((ps[i], self.last_end(kl - 1), planner.section))
+                g = self.bounds[kl]
+
+    def last_end(self, k: int) -> int:
+        """Where the last non-blank piece of window ``k`` ends (the window's end, trimmed)."""
+        text, e = self.text, self.bounds[k + 1]
+        while e > self.bounds[k] and text[e - 1].isspace():
+            e -= 1
+        return e
+
+
 def _next_space(text: str, s: int, limit: int) -> int | None:
     """The first position after whitespace at or after ``s`` (before ``limit``,
     looking at most 200 characters ahead for the whitespace)."""
@@ -246,6 +344,7 @@ class LevelChunker(Chunker):
 
     levels: tuple[SplitLevel, ...] = ()
     min_tokens: int | None = None  # None: fill up to the budget; else stop merging once a chunk reaches it
+    lazy_sentences = False  # the first level is eager sentences, merged by budget alone (see _LazySentences)
 
     def split_levels(self) -> Sequence[SplitLevel]:
         return self.levels
@@ -264,12 +363,21 @@ class LevelChunker(Chunker):
         source = Source(text)
         planner = self._planner(source, None, max(1, self.max_tokens - self.overlap))
         pending = self.tokenizer.start_measure(text)
-        planner.prefetch(0, len(text))
+        lazy = None
+        if self.lazy_sentences:
+            a, b = planner.trim(0, len(text))
+            lazy = _LazySentences(planner, a, b)
+        else:
+            planner.prefetch(0, len(text))
         measure = planner.measure = pending()
         if not self.split_levels() and self.overlap:
             spans, counts = self._strided_windows(source, measure)
         else:
-            spans = self._plan(source, measure, 0, len(text), planner.budget, planner=planner)
+            if lazy is not None and isinstance(getattr(measure, "ends", None), np.ndarray) and lazy.a < lazy.b:
+                lazy.plan()
+                spans = planner.out
+            else:
+                spans = self._plan(source, measure, 0, len(text), planner.budget, planner=planner)
             counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
             spans, counts = self._repair(source, measure, spans, counts)
             if self.overlap:

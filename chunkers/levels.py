@@ -159,9 +159,9 @@ def _after_list_marker(text: str, pos: int) -> bool:
     return _LIST_MARKER.fullmatch(text, line_start, pos) is not None
 
 
-def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
-    # A paragraph break always ends a sentence, even one without a full stop.
-    text = source.text
+def punkt_starts(text: str, a: int, b: int) -> set[int]:
+    """Punkt's sentence starts in ``text[a:b]`` (offsets into ``text``), without
+    those right after a list marker."""
     found = fast_punkt().starts(text if (a, b) == (0, len(text)) else text[a:b])
     starts = set(found) if a == 0 else {a + s for s in found}
     # only a start 1-8 characters into a line can follow a list marker
@@ -169,10 +169,22 @@ def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
         s for s in starts
         if s and text[s - 1] != "\n" and (s <= 8 or text.rfind("\n", s - 9, s) >= 0) and _after_list_marker(text, s)
     ])
+    return starts
+
+
+def break_ends(text: str, a: int, b: int) -> set[int]:
+    """Ends of paragraph breaks and structural line breaks in ``text[a:b]``: a
+    sentence always ends there, even one without a full stop."""
     end_of = re.Match.end
-    starts.update(map(end_of, _BLANK_LINES.finditer(text, a, b)))
-    starts.update(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
-    starts.update(map(end_of, _LINE_BEFORE_ITEM.finditer(text, a, b)))
+    ends = set(map(end_of, _BLANK_LINES.finditer(text, a, b)))
+    ends.update(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
+    ends.update(map(end_of, _LINE_BEFORE_ITEM.finditer(text, a, b)))
+    return ends
+
+
+def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
+    text = source.text
+    starts = punkt_starts(text, a, b) | break_ends(text, a, b)
     starts.discard(a)  # everything else found lies inside (a, b]
     starts.discard(b)
     return sorted(starts)

@@ -64,3 +64,38 @@ def test_long_texts_are_not_cut_off_by_nltks_regex_time_limit(monkeypatch):
     assert len(spans) > 1000 and all(text[a:b].strip() == text[a:b] for a, b in spans)
     chunks = chunkers.get("sentence", max_tokens=64)(text)
     assert chunks and all(c.text == text[c.start : c.end] for c in chunks)
+
+
+# --- the sentence chunker's lazy planning equals the eager one ----------------
+
+from tests.test_chunkers_invariants import DOCUMENT  # noqa: E402
+
+PARAGRAPH_STARTS = st.sampled_from(["", "The ", "1. ", '"', "(", "“", "» ", "- ", "3.5 ", "e.g. ", "```\n", "x", "  "])
+BREAKS = st.sampled_from(["\n\n", "\n \n", "\n\n\n", "\n", " ", "\n\t\n"])
+PARAGRAPHS = st.lists(st.tuples(PARAGRAPH_STARTS, PUNKT_TEXT, BREAKS), min_size=1, max_size=12).map(
+    lambda parts: "".join(start + body + brk for start, body, brk in parts)
+)
+
+
+def lazy_and_eager(text: str, **params):
+    import chunkers
+
+    lazy = chunkers.get("sentence", **params)
+    eager = chunkers.get("sentence", **params)
+    eager.lazy_sentences = False
+    assert lazy.lazy_sentences
+    return lazy(text), eager(text)
+
+
+def test_lazy_sentence_planning_matches_eager_on_the_notes():
+    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(SAMPLES.iterdir()))
+    for params in ({"max_tokens": 512}, {"max_tokens": 64}, {"max_tokens": 40, "overlap": 8}, {"max_tokens": 24, "tokenizer": "words"}):
+        lazy, eager = lazy_and_eager(text, **params)
+        assert lazy == eager, params
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=st.one_of(PARAGRAPHS, DOCUMENT), budget=st.sampled_from([3, 6, 12, 40]), overlap=st.sampled_from([0, 1]))
+def test_lazy_sentence_planning_matches_eager_on_generated_documents(text, budget, overlap):
+    lazy, eager = lazy_and_eager(text, max_tokens=budget, overlap=overlap)
+    assert lazy == eager
