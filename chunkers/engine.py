@@ -250,13 +250,14 @@ class _LazySentences:
             p for m in _CLEAN_BREAK.finditer(self.text, a, b) if a < (p := m.end()) < b and outside(p)
         ] + [b]  # no cut inside a code block, so no window edge there either
         self.pieces: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+        self.cuts: dict[int, list[int]] = {}
 
     def segment(self, pos: int) -> int:
         return bisect.bisect_right(self.bounds, pos) - 1
 
-    def pieces_of(self, k: int) -> tuple[list[int], list[int], list[int], list[int]]:
-        """Trimmed pieces of paragraph window ``k`` and their first and last token."""
-        found = self.pieces.get(k)
+    def cuts_of(self, k: int) -> list[int]:
+        """The sentence cuts inside paragraph window ``k`` (token-free)."""
+        found = self.cuts.get(k)
         if found is not None:
             return found
         from .levels import punkt_starts
@@ -267,7 +268,15 @@ class _LazySentences:
         cuts.update(self.breaks[bisect.bisect_right(self.breaks, w0) : bisect.bisect_left(self.breaks, w1)])
         if self.filter_fences:
             cuts = {c for c in cuts if self.planner.source.fence_at(c) is None}
-        ps, pe = self.planner.pieces(-1, w0, w1, sorted(cuts))
+        found = self.cuts[k] = sorted(cuts)
+        return found
+
+    def pieces_of(self, k: int) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Trimmed pieces of paragraph window ``k`` and their first and last token."""
+        found = self.pieces.get(k)
+        if found is not None:
+            return found
+        ps, pe = self.planner.pieces(-1, self.bounds[k], self.bounds[k + 1], self.cuts_of(k))
         first, last = self.planner.measure.bounds(ps, pe)
         found = self.pieces[k] = (ps, pe, first, last)
         return found
@@ -369,7 +378,9 @@ class LevelChunker(Chunker):
             lazy = _LazySentences(planner, a, b)
         else:
             planner.prefetch(0, len(text))
-        measure = planner.measure = pending()
+        # (Finding later windows' sentences while waiting was measured: it slows
+        # the encoding threads more than it saves.)
+        measure = planner.measure = pending.result()
         if not self.split_levels() and self.overlap:
             spans, counts = self._strided_windows(source, measure)
         else:

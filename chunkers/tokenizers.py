@@ -21,12 +21,15 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from .errors import MissingDependencyError, UnknownTokenizerError
 from .measure import CallableMeasure, CharMeasure, Measure, OffsetMeasure, block_bounds
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _WORD = re.compile(r"\S+")
 
@@ -49,11 +52,14 @@ class TokenCounter:
         """A view of ``text`` that counts tokens of any span ``[a, b)`` fast."""
         return CallableMeasure(text, self.count)
 
-    def start_measure(self, text: str) -> Callable[[], Measure]:
-        """Begin ``measure(text)``, returning a call that gives the result; counters
-        that encode in the background let the caller do token-free work meanwhile."""
-        measure = self.measure(text)
-        return lambda: measure
+    def start_measure(self, text: str) -> "Future[Measure]":
+        """Begin ``measure(text)``; counters that encode in the background return
+        at once, so the caller can do token-free work until ``result()``."""
+        from concurrent.futures import Future
+
+        done: Future = Future()
+        done.set_result(self.measure(text))
+        return done
 
     def __repr__(self) -> str:
         return f"<tokenizer {self.name}>"
@@ -232,13 +238,13 @@ class TiktokenCounter(TokenCounter):
         del parts
         return OffsetMeasure(text, ends, self.count, self.count_batch, safe=True)
 
-    def start_measure(self, text: str) -> Callable[[], Measure]:
+    def start_measure(self, text: str) -> "Future[Measure]":
         if len(text) < self.BLOCK_CHARS:
             return super().start_measure(text)
         # tiktoken releases the GIL while it encodes, so the encoding runs beside
         # the caller's Python work (measured on 2 cores: all encoding threads beside
         # the caller beat one fewer, now that each thread has its own Encoding).
-        return _background().submit(self.measure, text).result
+        return _background().submit(self.measure, text)
 
 
 def _split_even(items: list, parts: int) -> list[list]:
