@@ -190,6 +190,12 @@ class OffsetMeasure(Measure):
         whole: dict[int, str] = {}  # spans without two safe points: encoded whole
         for i, (a, b) in enumerate(spans):
             m1 = heads.get(a)
+            m2 = tails.get(b)
+            if m1 is not None and m2 is not None and m1 < m2 < b:  # both edges seen before
+                m1s.append(m1)
+                m2s.append(m2)
+                edges += (text[a:m1], text[m2:b])
+                continue
             if m1 is None or m1 >= b:
                 if a and text[a - 1] == "\n" and text[a] != "/" and not text[a].isspace():
                     m1 = a  # a line start is a safe point itself (most chunks start on one)
@@ -215,21 +221,17 @@ class OffsetMeasure(Measure):
             edges += (text[a:m1], text[m2:b])
         # tokens ending in (m1, m2]: exact between safe points, as no token crosses one
         ends = self.ends
-        inner = (np.searchsorted(ends, np.asarray(m2s, dtype=np.int64), "right")
-                 - np.searchsorted(ends, np.asarray(m1s, dtype=np.int64), "right")).tolist()
+        m1_arr = np.asarray(m1s, dtype=np.int64)
+        counts = np.searchsorted(ends, np.asarray(m2s, dtype=np.int64), "right") - np.searchsorted(ends, m1_arr, "right")
         # Edges are a word or two, and words repeat: count each distinct edge once.
         new = [e for e in dict.fromkeys(edges) if e not in known]
         known.update(zip(new, self.count_batch(new)))
-        counted = dict(zip(whole, self.count_batch(list(whole.values())))) if whole else {}
-        out = []
-        k = 0
-        for i, m1 in enumerate(m1s):
-            if m1 < 0:
-                out.append(counted[i])
-            else:
-                out.append(inner[i] + known[edges[k]] + known[edges[k + 1]])
-                k += 2
-        return out
+        edge_counts = np.fromiter(map(known.__getitem__, edges), dtype=np.int64, count=len(edges))
+        split = m1_arr >= 0
+        counts[split] += edge_counts[0::2] + edge_counts[1::2]
+        if whole:
+            counts[list(whole)] = self.count_batch(list(whole.values()))
+        return counts.tolist()
 
 
 class CallableMeasure(Measure):
