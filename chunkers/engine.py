@@ -22,14 +22,12 @@ import bisect
 import contextlib
 import gc
 import re
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Callable, Sequence
 
 from .base import Chunker
 from .chunk import Chunk
 from .levels import Source, SplitLevel
-from .measure import Measure
+from .measure import Measure, OffsetMeasure
 
 Span = tuple[int, int, int]  # start, end, section
 
@@ -54,14 +52,21 @@ class _Planner:
             b -= 1
         return a, b
 
+    def outside_fences(self, a: int, b: int) -> Callable[[int], bool] | None:
+        """For ``[a, b)``: the test that keeps a cut out of fenced code blocks, or
+        None when there is nothing to test (no blocks, or the span is inside one)."""
+        if not self.source.fences:
+            return None
+        inside = self.source.fence_at(a + 1)
+        if inside is not None and inside[0] <= a and b <= inside[1]:
+            return None
+        fence_at = self.source.fence_at
+        return lambda p: fence_at(p) is None
+
     def boundaries(self, level: SplitLevel, a: int, b: int) -> list[int]:
         cuts = level.find(self.source, a, b)
-        if cuts and self.source.fences and level.name != "line":
-            inside = self.source.fence_at(a + 1)
-            whole_block = inside is not None and inside[0] <= a and b <= inside[1]
-            if not whole_block:
-                cuts = [p for p in cuts if self.source.fence_at(p) is None]
-        return cuts
+        keep = self.outside_fences(a, b) if cuts and level.name != "line" else None
+        return cuts if keep is None else [p for p in cuts if keep(p)]
 
     def cuts(self, li: int, a: int, b: int) -> list[int]:
         found = self.found.pop((li, a, b), None)
@@ -243,11 +248,10 @@ class _LazySentences:
         self.planner, self.text, self.a, self.b = planner, planner.text, a, b
         # token-free, done while the text is being encoded
         self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
-        fence = planner.source.fence_at(a + 1) if planner.source.fences else None
-        self.filter_fences = bool(planner.source.fences) and not (fence and fence[0] <= a and b <= fence[1])
-        outside = (lambda p: planner.source.fence_at(p) is None) if self.filter_fences else (lambda p: True)
+        self.keep = planner.outside_fences(a, b)
         self.bounds = [a] + [
-            p for m in _CLEAN_BREAK.finditer(self.text, a, b) if a < (p := m.end()) < b and outside(p)
+            p for m in _CLEAN_BREAK.finditer(self.text, a, b)
+            if a < (p := m.end()) < b and (self.keep is None or self.keep(p))
         ] + [b]  # no cut inside a code block, so no window edge there either
         self.pieces: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
         self.cuts: dict[int, list[int]] = {}
@@ -266,8 +270,8 @@ class _LazySentences:
         w_end = self.b if w1 == self.b else min(self.b, (text.find("\n", w1) + 1) or self.b)
         cuts = {s for s in punkt_starts(text, w0, w_end) if w0 < s < w1}
         cuts.update(self.breaks[bisect.bisect_right(self.breaks, w0) : bisect.bisect_left(self.breaks, w1)])
-        if self.filter_fences:
-            cuts = {c for c in cuts if self.planner.source.fence_at(c) is None}
+        if self.keep is not None:
+            cuts = {c for c in cuts if self.keep(c)}
         found = self.cuts[k] = sorted(cuts)
         return found
 
@@ -370,7 +374,7 @@ class LevelChunker(Chunker):
 
     def _chunk(self, text: str) -> list[Chunk]:
         source = Source(text)
-        planner = self._planner(source, None, max(1, self.max_tokens - self.overlap))
+        planner = self._planner(source, None, self.max_tokens - self.overlap)
         pending = self.tokenizer.start_measure(text)
         lazy = None
         if self.lazy_sentences:
@@ -384,7 +388,7 @@ class LevelChunker(Chunker):
         if not self.split_levels() and self.overlap:
             spans, counts = self._strided_windows(source, measure)
         else:
-            if lazy is not None and isinstance(getattr(measure, "ends", None), np.ndarray) and lazy.a < lazy.b:
+            if lazy is not None and isinstance(measure, OffsetMeasure):  # it needs token end offsets
                 lazy.plan()
                 spans = planner.out
             else:
@@ -447,13 +451,13 @@ class LevelChunker(Chunker):
         extension whose exact count breaks either limit is dropped, never cut blindly."""
         text = source.text
         candidates: dict[int, int] = {}
-        wanted = [
-            i for i in range(1, len(spans))
-            if spans[i - 1][2] == spans[i][2] and min(self.overlap, self.max_tokens - counts[i]) > 0
-        ]
+        rooms = {
+            i: room for i in range(1, len(spans))
+            if spans[i - 1][2] == spans[i][2] and (room := min(self.overlap, self.max_tokens - counts[i])) > 0
+        }
+        wanted = list(rooms)
         backs = measure.back_many(
-            [spans[i - 1][0] for i in wanted], [spans[i - 1][1] for i in wanted],
-            [min(self.overlap, self.max_tokens - counts[i]) for i in wanted],
+            [spans[i - 1][0] for i in wanted], [spans[i - 1][1] for i in wanted], list(rooms.values())
         )
         for i, s in zip(wanted, backs):
             (pa, pb, _), (a, b, _) = spans[i - 1], spans[i]

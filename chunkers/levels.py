@@ -132,11 +132,12 @@ def _heading_starts(source: Source, a: int, b: int) -> list[int]:
     return offsets[lo:hi]
 
 
-def _structural_lines(text: str, a: int, b: int) -> list[int]:
+def _structural_line_ends(text: str, a: int, b: int) -> set[int]:
     """Positions just after the structural line breaks in ``text[a:b]``."""
-    ends = {m.end() for m in _LINE_AFTER_END.finditer(text, a, b)}
-    ends.update(m.end() for m in _LINE_BEFORE_ITEM.finditer(text, a, b))
-    return sorted(p for p in ends if a < p < b)
+    end_of = re.Match.end
+    ends = set(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
+    ends.update(map(end_of, _LINE_BEFORE_ITEM.finditer(text, a, b)))
+    return ends
 
 
 def _line_breaks(source: Source, a: int, b: int) -> list[int]:
@@ -144,7 +145,7 @@ def _line_breaks(source: Source, a: int, b: int) -> list[int]:
     fence = source.fence_at(a + 1) if source.fences else None
     if fence and fence[0] <= a and b <= fence[1]:
         return [p for m in _ANY_LINE.finditer(source.text, a, b) if a < (p := m.end()) < b]
-    return _structural_lines(source.text, a, b)
+    return sorted(p for p in _structural_line_ends(source.text, a, b) if a < p < b)
 
 
 _LIST_MARKER = re.compile(r"[ \t]*(?:\d{1,3}[.)]|[-*+•]|[a-zA-Z][.)])[ \t]*")
@@ -152,6 +153,8 @@ _LIST_MARKER = re.compile(r"[ \t]*(?:\d{1,3}[.)]|[-*+•]|[a-zA-Z][.)])[ \t]*")
 
 def _after_list_marker(text: str, pos: int) -> bool:
     """Punkt ends a 'sentence' after "1." at the start of a list item; that is no boundary."""
+    if pos == 0 or text[pos - 1] == "\n":  # a line start follows no marker
+        return False
     newline = text.rfind("\n", max(0, pos - 9), pos)  # a marker line start is at most 8 back
     if newline < 0 and pos > 8:
         return False
@@ -164,21 +167,15 @@ def punkt_starts(text: str, a: int, b: int) -> set[int]:
     those right after a list marker."""
     found = fast_punkt().starts(text if (a, b) == (0, len(text)) else text[a:b])
     starts = set(found) if a == 0 else {a + s for s in found}
-    # only a start 1-8 characters into a line can follow a list marker
-    starts.difference_update([
-        s for s in starts
-        if s and text[s - 1] != "\n" and (s <= 8 or text.rfind("\n", s - 9, s) >= 0) and _after_list_marker(text, s)
-    ])
+    starts.difference_update([s for s in starts if _after_list_marker(text, s)])
     return starts
 
 
 def break_ends(text: str, a: int, b: int) -> set[int]:
     """Ends of paragraph breaks and structural line breaks in ``text[a:b]``: a
     sentence always ends there, even one without a full stop."""
-    end_of = re.Match.end
-    ends = set(map(end_of, _BLANK_LINES.finditer(text, a, b)))
-    ends.update(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
-    ends.update(map(end_of, _LINE_BEFORE_ITEM.finditer(text, a, b)))
+    ends = _structural_line_ends(text, a, b)
+    ends.update(map(re.Match.end, _BLANK_LINES.finditer(text, a, b)))
     return ends
 
 

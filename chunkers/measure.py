@@ -46,6 +46,11 @@ def block_bounds(text: str, size: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def is_line_safe(text: str, p: int) -> bool:
+    """Whether ``p`` (< len(text)) is a safe point of the line kind (see ``_SAFE_ANY``)."""
+    return p > 0 and text[p - 1] == "\n" and text[p] != "/" and not text[p].isspace()
+
+
 def last_safe_point(text: str, lo: int, hi: int) -> int | None:
     """The last safe point ``p`` with ``lo <= p < hi``, judged within ``text[:hi]``
     (what ``_SAFE_ANY.finditer(text, lo, hi)`` would end with), found backwards
@@ -55,7 +60,7 @@ def last_safe_point(text: str, lo: int, hi: int) -> int | None:
     best = None
     q = text.rfind("\n", max(0, lo - 1), hi - 1)  # the line kind: just after a \n, before non-space
     while q >= 0 and q + 1 >= lo:
-        if not text[q + 1].isspace() and text[q + 1] != "/":
+        if is_line_safe(text, q + 1):
             best = q + 1
             break
         q = text.rfind("\n", max(0, lo - 1), q)
@@ -190,14 +195,8 @@ class OffsetMeasure(Measure):
         whole: dict[int, str] = {}  # spans without two safe points: encoded whole
         for i, (a, b) in enumerate(spans):
             m1 = heads.get(a)
-            m2 = tails.get(b)
-            if m1 is not None and m2 is not None and m1 < m2 < b:  # both edges seen before
-                m1s.append(m1)
-                m2s.append(m2)
-                edges += (text[a:m1], text[m2:b])
-                continue
             if m1 is None or m1 >= b:
-                if a and text[a - 1] == "\n" and text[a] != "/" and not text[a].isspace():
+                if is_line_safe(text, a):
                     m1 = a  # a line start is a safe point itself (most chunks start on one)
                 else:
                     first = search(text, a, min(b, a + EDGE_WINDOW))

@@ -182,7 +182,7 @@ class FastPunkt:
     def _bounds(self, text: str) -> tuple[list[int], list[int]]:
         """Sentence starts and ends, realigned, empty sentences not yet dropped."""
         starts, ends = [0], []  # sentence i is text[starts[i]:ends[i]]
-        plain, breaks, contains_break, words_of = _PLAIN.fullmatch, self._breaks, self._contains_break, self._words_of
+        contains_break, words_of = self._contains_break, self._words_of
         token_info = self._tokens.get
         # NLTK pairs each candidate with the word before it and drops a candidate
         # whose word overlaps the next one's ("acting!!!" is one candidate).
@@ -204,33 +204,18 @@ class FastPunkt:
                 break
             # decide the previous candidate
             tok = text[prev_start : prev_end + 1]  # the word and its one end character
-            nxt_start = previous.start("next_tok")
-            info = token_info(tok)
-            if info is None:
-                info = self._token(tok)
-            if info[8] and nxt_start >= 0 and text[nxt_start] != ".":
-                # The common case, "word. Next": tok is one token and a break before
-                # any following token (". . ." is the one thing that could join them).
-                ends.append(prev_end + 1)
-                starts.append(nxt_start)
-                if match is not None:
-                    previous, prev_start, prev_end = match, start, p
-                continue
-            nxt = previous.group("next_tok")
-            if nxt is not None and plain(tok) and plain(nxt) and ".." not in tok and ".." not in nxt:
-                # Words, digits, "_" and single dots only: Punkt's word tokenizer
-                # would return exactly these two tokens (e.g. "U.S." and "The").
-                found = breaks(tok, nxt)
-            elif nxt is not None and nxt[0] != ".":
+            nxt_start = previous.start("next_tok")  # -1 when a punctuation mark follows
+            if nxt_start >= 0 and text[nxt_start] != ".":
                 # Whitespace separates the two runs, and no token can span it (only
-                # ". . ." could, hence the dot test): tokenize each run on its own.
-                found = self._any_break(words_of(tok) + words_of(nxt))
+                # ". . ." could, hence the dot test). The common case, "word. Next",
+                # is decided by the memoised facts of tok alone.
+                info = token_info(tok) or self._token(tok)
+                found = info[8] or self._any_break(words_of(tok) + words_of(previous.group("next_tok")))
             else:
                 found = contains_break(tok + previous.group("after_tok"))
             if found:
-                end = prev_end + 1
-                ends.append(end)
-                starts.append(previous.start("next_tok") if nxt is not None else end)
+                ends.append(prev_end + 1)
+                starts.append(nxt_start if nxt_start >= 0 else prev_end + 1)
             if match is not None:
                 previous, prev_start, prev_end = match, start, p
 
