@@ -210,6 +210,18 @@ def header(name: str, quiet: str) -> list[str]:
     ]
 
 
+def start(name: str, max_wait: float) -> list[str]:
+    """Wait for a quiet machine, log how quiet, and begin the report with ``header``."""
+    quiet = wait_for_quiet(max_wait=max_wait)
+    log(f"[start] {quiet}")
+    return header(name, quiet)
+
+
+def sections(arg: str) -> list[str]:
+    """The comma-separated section names of an ``--only`` argument."""
+    return [s.strip() for s in arg.split(",") if s.strip()]
+
+
 def write_results(name: str, text: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"

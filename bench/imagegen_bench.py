@@ -245,10 +245,8 @@ def main() -> None:
     if args.threads_worker:
         threads_worker(args.threads_worker, args.reps)
         return
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    quiet = B.wait_for_quiet(max_wait=args.max_wait)
-    B.log(f"[start] {quiet}")
-    report = B.header("imagegen_bench", quiet)
+    only = B.sections(args.only)
+    report = B.start("imagegen_bench", args.max_wait)
     from imagegen.testing import save_tiny_sd
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -441,13 +441,11 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=2, help="examples (draft and results) to include")
     parser.add_argument("--max-wait", type=float, default=600)
     args = parser.parse_args()
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    only = B.sections(args.only)
     from ingest import Ingestor
     from retrieval import Notebook
 
-    quiet = B.wait_for_quiet(max_wait=args.max_wait)
-    B.log(f"[start] {quiet}")
-    report = B.header("prompt_bench", quiet)
+    report = B.start("prompt_bench", args.max_wait)
     with tempfile.TemporaryDirectory() as tmp:
         nb = Notebook(tmp)
         Ingestor(nb).ingest_paths([B.NOTES])

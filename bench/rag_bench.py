@@ -745,15 +745,13 @@ def main() -> None:
         embed_worker(args.embed_worker)
         return
     BIG_CHUNKS = args.big_chunks
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    only = B.sections(args.only)
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
 
     started = time.time()
-    quiet = B.wait_for_quiet(max_wait=args.max_wait)
-    B.log(f"[start] {quiet}")
-    report = B.header("rag_bench", quiet)
+    report = B.start("rag_bench", args.max_wait)
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
         if "ingest" in only or "latency1k" in only:
