@@ -223,28 +223,75 @@ class TiktokenCounter(TokenCounter):
         return ends
 
     def measure(self, text: str, threads: int | None = None) -> Measure:
-        threads = threads or self.threads
-        self._token_chars  # noqa: B018 - built once, before the threads share it
-        bounds = block_bounds(text, self.BLOCK_CHARS)
-        blocks = (text[a:b] for a, b in bounds)
-        offsets = (a for a, _b in bounds)
-        # Each thread does a whole block, numpy steps included: tiktoken and numpy
-        # both release the GIL.
-        if threads > 1 and len(bounds) > 1:
-            parts = list(_pool(threads).map(self._block_ends, blocks, offsets))
-        else:
-            parts = list(map(self._block_ends, blocks, offsets))
-        ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        del parts
-        return OffsetMeasure(text, ends, self.count, self.count_batch, safe=True)
+        return _SharedEncoding(self, text, (threads or self.threads) - 1).result()
 
-    def start_measure(self, text: str) -> "Future[Measure]":
+    def start_measure(self, text: str) -> "_SharedEncoding | Future[Measure]":
         if len(text) < self.BLOCK_CHARS:
             return super().start_measure(text)
-        # tiktoken releases the GIL while it encodes, so the encoding runs beside
-        # the caller's Python work (measured on 2 cores: all encoding threads beside
-        # the caller beat one fewer, now that each thread has its own Encoding).
-        return _background().submit(self.measure, text)
+        # tiktoken releases the GIL while it encodes, so helpers encode beside the
+        # caller's Python work, and the caller joins them once it has done that work.
+        return _SharedEncoding(self, text, self.threads - 1)
+
+
+_NO_ENDS = np.zeros(0, dtype=np.int64)
+
+
+class _SharedEncoding:
+    """One text encoded block by block (blocks end at safe points, so the result
+    equals encoding the whole) by ``helpers`` pool threads that start at once and
+    by the caller, which joins them in ``result()`` after its own token-free work.
+
+    tiktoken and numpy release the GIL, but a thread needs it back between
+    blocks, and the caller's work is mostly regex scans that hold it for tens of
+    milliseconds at a time. So while the caller is busy a helper takes runs of
+    blocks (a quarter of the text, at most 24 blocks), its first run taken before
+    ``__init__`` returns; once the caller joins, each thread takes one block at a
+    time so they finish together. Measured on 16.8 MB beside the sentence
+    chunker's 0.19 s of preparation: encoded after 0.41 s, against 0.48 s with
+    two helpers taking single blocks (0.31 s with nothing else running)."""
+
+    def __init__(self, counter: TiktokenCounter, text: str, helpers: int) -> None:
+        counter._token_chars  # noqa: B018 - built once, before the threads share it
+        self.counter, self.text = counter, text
+        self.bounds = block_bounds(text, counter.BLOCK_CHARS)
+        self.parts: list[np.ndarray | None] = [None] * len(self.bounds)
+        self._taken = 0
+        self._joined = False
+        self._run_while_busy = max(1, min(24, len(self.bounds) // 4))
+        self._started = threading.Event()
+        self._lock = threading.Lock()
+        helpers = min(helpers, len(self.bounds) - 1)
+        self._helpers = [_pool(helpers).submit(self._encode_blocks) for _ in range(helpers)] if helpers > 0 else []
+        if self._helpers:
+            self._started.wait(0.01)
+
+    def _encode_blocks(self) -> None:
+        """Encode the next blocks not yet taken, until none are left."""
+        n = len(self.bounds)
+        while True:
+            with self._lock:
+                i = self._taken
+                j = min(n, i + (1 if self._joined else self._run_while_busy))
+                self._taken = j
+            if i >= n:
+                return
+            a, b = self.bounds[i][0], self.bounds[j - 1][1]
+            block = self.text[a:b]
+            self._started.set()
+            self.parts[i] = self.counter._block_ends(block, a)
+            for k in range(i + 1, j):
+                self.parts[k] = _NO_ENDS
+
+    def result(self) -> OffsetMeasure:
+        self._joined = True
+        self._encode_blocks()
+        for helper in self._helpers:
+            if not helper.cancel():  # one that never started has nothing left to do
+                helper.result()  # re-raises a helper's error
+        ends = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int64)
+        self.parts = []
+        counter = self.counter
+        return OffsetMeasure(self.text, ends, counter.count, counter.count_batch, safe=True)
 
 
 def _split_even(items: list, parts: int) -> list[list]:
@@ -260,13 +307,6 @@ def _split_even(items: list, parts: int) -> list[list]:
     return groups
 
 
-@functools.lru_cache(maxsize=1)
-def _background():
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="chunkers-measure")
-
-
 @functools.lru_cache(maxsize=4)
 def _pool(threads: int):
     from concurrent.futures import ThreadPoolExecutor
@@ -277,7 +317,6 @@ def _pool(threads: int):
 def _fresh_pools_after_fork() -> None:
     # A forked child (chunk_batch's workers) has none of the parent's threads.
     _pool.cache_clear()
-    _background.cache_clear()
 
 
 os.register_at_fork(after_in_child=_fresh_pools_after_fork)
