@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 from .base import Chunker
 from .chunk import Chunk
-from .levels import Source, SplitLevel
+from .levels import Source, SplitLevel, break_ends, punkt_starts
 from .measure import Measure, OffsetMeasure
 
 Span = tuple[int, int, int]  # start, end, section
@@ -218,7 +218,8 @@ class _Planner:
         return e
 
 
-_SPACE_RUN = re.compile(r"\s+")
+# Up to the next word: at most 199 more word characters, then the whole whitespace run.
+_TO_NEXT_WORD = re.compile(r"\S{0,199}\s+")
 
 
 # A paragraph break followed straight away by a letter or digit: where sentence
@@ -243,8 +244,6 @@ class _LazySentences:
     eager split on the corpus and on generated documents."""
 
     def __init__(self, planner: "_Planner", a: int, b: int) -> None:
-        from .levels import break_ends
-
         self.planner, self.text, self.a, self.b = planner, planner.text, a, b
         # token-free, done while the text is being encoded
         self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
@@ -264,16 +263,18 @@ class _LazySentences:
         found = self.cuts.get(k)
         if found is not None:
             return found
-        from .levels import punkt_starts
-
         text, w0, w1 = self.text, self.bounds[k], self.bounds[k + 1]
         w_end = self.b if w1 == self.b else min(self.b, (text.find("\n", w1) + 1) or self.b)
-        cuts = {s for s in punkt_starts(text, w0, w_end) if w0 < s < w1}
-        cuts.update(self.breaks[bisect.bisect_right(self.breaks, w0) : bisect.bisect_left(self.breaks, w1)])
+        cuts = punkt_starts(text, w0, w_end, upto=w1)
+        if cuts and cuts[0] == w0:
+            del cuts[0]
+        lo, hi = bisect.bisect_right(self.breaks, w0), bisect.bisect_left(self.breaks, w1)
+        if lo < hi:  # both ascending: merged, without repeats
+            cuts = sorted(set(cuts).union(self.breaks[lo:hi]))
         if self.keep is not None:
-            cuts = {c for c in cuts if self.keep(c)}
-        found = self.cuts[k] = sorted(cuts)
-        return found
+            cuts = [c for c in cuts if self.keep(c)]
+        self.cuts[k] = cuts
+        return cuts
 
     def pieces_of(self, k: int) -> tuple[list[int], list[int], list[int], list[int]]:
         """Trimmed pieces of paragraph window ``k`` and their first and last token."""
@@ -328,11 +329,8 @@ class _LazySentences:
 def _next_space(text: str, s: int, limit: int) -> int | None:
     """The first position after whitespace at or after ``s`` (before ``limit``,
     looking at most 200 characters ahead for the whitespace)."""
-    m = _SPACE_RUN.search(text, s, min(limit, s + 200))
-    if m is None:
-        return None
-    end = _SPACE_RUN.match(text, m.start(), limit).end()  # the whole run, past the 200
-    return end if end < limit else None
+    m = _TO_NEXT_WORD.match(text, s, limit)
+    return m.end() if m is not None and m.end() < limit else None
 
 
 _GC_PAUSE_CHARS = 1 << 20

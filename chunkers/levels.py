@@ -162,13 +162,12 @@ def _after_list_marker(text: str, pos: int) -> bool:
     return _LIST_MARKER.fullmatch(text, line_start, pos) is not None
 
 
-def punkt_starts(text: str, a: int, b: int) -> set[int]:
-    """Punkt's sentence starts in ``text[a:b]`` (offsets into ``text``), without
-    those right after a list marker."""
+def punkt_starts(text: str, a: int, b: int, upto: int | None = None) -> list[int]:
+    """Punkt's sentence starts in ``text[a:b]`` (offsets into ``text``, ascending),
+    without those right after a list marker; with ``upto``, only those before it."""
     found = fast_punkt().starts(text if (a, b) == (0, len(text)) else text[a:b])
-    starts = set(found) if a == 0 else {a + s for s in found}
-    starts.difference_update([s for s in starts if _after_list_marker(text, s)])
-    return starts
+    upto = b if upto is None else upto
+    return [p for s in found if (p := a + s) < upto and not _after_list_marker(text, p)]
 
 
 def break_ends(text: str, a: int, b: int) -> set[int]:
@@ -181,7 +180,8 @@ def break_ends(text: str, a: int, b: int) -> set[int]:
 
 def _sentence_starts(source: Source, a: int, b: int) -> list[int]:
     text = source.text
-    starts = punkt_starts(text, a, b) | break_ends(text, a, b)
+    starts = break_ends(text, a, b)
+    starts.update(punkt_starts(text, a, b))
     starts.discard(a)  # everything else found lies inside (a, b]
     starts.discard(b)
     return sorted(starts)

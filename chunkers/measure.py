@@ -26,6 +26,7 @@ import numpy as np
 _SAFE = re.compile(r"\n(?=[^\s/])")  # the line-break kind only: block seams
 _SAFE_ANY = re.compile(r"(?<=\n)(?=[^\s/])|(?<=\S)(?= [^\W\d_])")
 EDGE_WINDOW = 256  # how far from each edge to look for a safe point
+_NO_EDGE = (-1, 0)  # a span encoded whole: no safe point, no edge count
 
 
 def block_bounds(text: str, size: int) -> list[tuple[int, int]]:
@@ -129,8 +130,8 @@ class OffsetMeasure(Measure):
         self.counter = counter
         self.count_batch = count_batch or (lambda texts: [counter(t) for t in texts])
         self.safe = safe
-        self._heads: dict[int, int] = {}  # span start -> first safe point after it
-        self._tails: dict[int, int] = {}  # span end -> last safe point before it
+        self._heads: dict[int, tuple[int, int]] = {}  # span start -> (first safe point after it, edge count)
+        self._tails: dict[int, tuple[int, int]] = {}  # span end -> (last safe point before it, edge count)
         self._edge_counts: dict[str, int] = {}
 
     def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -180,57 +181,72 @@ class OffsetMeasure(Measure):
         the span come from the one encoding, and only the two short edges are
         encoded again. Otherwise each span is encoded.
 
-        Chunks share edges (overlap candidates start where others end), so the
-        safe points found from each start and end, and each edge's count, are
-        kept for the next call."""
+        Chunks share edges (overlap candidates start where others end), so each
+        start's and end's safe point and edge count are kept for the next call."""
         text = self.text
         if not self.safe or not len(spans):
             return self.count_batch([text[a:b] for a, b in spans])
-        heads, tails, known = self._heads, self._tails, self._edge_counts
-        if len(known) > 1 << 18:
-            known.clear()
-        known[""] = 0
-        search = _SAFE_ANY.search
+        heads, tails = self._heads, self._tails
+        head_of, tail_of = self._head, self._tail
         m1s, m2s, edges = [], [], []
-        whole: dict[int, str] = {}  # spans without two safe points: encoded whole
+        whole: list[int] = []  # spans without two safe points: encoded whole
         for i, (a, b) in enumerate(spans):
-            m1 = heads.get(a)
-            if m1 is None or m1 >= b:
-                if is_line_safe(text, a):
-                    m1 = a  # a line start is a safe point itself (most chunks start on one)
-                else:
-                    first = search(text, a, min(b, a + EDGE_WINDOW))
-                    m1 = None if first is None else first.start()
-                if m1 is not None:
-                    heads[a] = m1
-            m2 = None
-            if m1 is not None:
-                m2 = tails.get(b)  # the last safe point before b: valid for any m1 below it
-                if m2 is None:
-                    m2 = last_safe_point(text, max(m1 + 1, b - EDGE_WINDOW), b)
-                    if m2 is not None:
-                        tails[b] = m2
-            if m2 is None or m2 <= m1:
-                whole[i] = text[a:b]
-                m1s.append(-1)
-                m2s.append(-1)
-                continue
-            m1s.append(m1)
-            m2s.append(m2)
-            edges += (text[a:m1], text[m2:b])
+            head = heads.get(a)
+            if head is None or head[0] >= b:
+                head = head_of(a, b)
+            tail = None
+            if head is not None:
+                tail = tails.get(b)  # the last safe point before b: valid for any head below it
+                if tail is None:
+                    tail = tail_of(max(head[0] + 1, b - EDGE_WINDOW), b)
+            if tail is None or tail[0] <= head[0]:
+                whole.append(i)
+                head = tail = _NO_EDGE
+            m1s.append(head[0])
+            m2s.append(tail[0])
+            edges.append(head[1] + tail[1])
         # tokens ending in (m1, m2]: exact between safe points, as no token crosses one
         ends = self.ends
-        m1_arr = np.asarray(m1s, dtype=np.int64)
-        counts = np.searchsorted(ends, np.asarray(m2s, dtype=np.int64), "right") - np.searchsorted(ends, m1_arr, "right")
-        # Edges are a word or two, and words repeat: count each distinct edge once.
-        new = [e for e in dict.fromkeys(edges) if e not in known]
-        known.update(zip(new, self.count_batch(new)))
-        edge_counts = np.fromiter(map(known.__getitem__, edges), dtype=np.int64, count=len(edges))
-        split = m1_arr >= 0
-        counts[split] += edge_counts[0::2] + edge_counts[1::2]
+        counts = np.searchsorted(ends, np.asarray(m2s, dtype=np.int64), "right")
+        counts -= np.searchsorted(ends, np.asarray(m1s, dtype=np.int64), "right")
+        counts += np.asarray(edges, dtype=np.int64)
         if whole:
-            counts[list(whole)] = self.count_batch(list(whole.values()))
+            counts[whole] = self.count_batch([text[spans[i][0] : spans[i][1]] for i in whole])
         return counts.tolist()
+
+    def _head(self, a: int, b: int) -> tuple[int, int] | None:
+        """The first safe point in ``[a, b)`` and the token count of the edge before it."""
+        text = self.text
+        if is_line_safe(text, a):
+            m1 = a  # a line start is a safe point itself (most chunks start on one)
+        else:
+            first = _SAFE_ANY.search(text, a, min(b, a + EDGE_WINDOW))
+            if first is None:
+                return None
+            m1 = first.start()
+        edge = text[a:m1]
+        n = self._edge_counts.get(edge)
+        head = self._heads[a] = (m1, self._edge_count(edge) if n is None else n)
+        return head
+
+    def _tail(self, lo: int, b: int) -> tuple[int, int] | None:
+        """The last safe point in ``[lo, b)`` and the token count of the edge after it."""
+        m2 = last_safe_point(self.text, lo, b)
+        if m2 is None:
+            return None
+        edge = self.text[m2:b]
+        n = self._edge_counts.get(edge)
+        tail = self._tails[b] = (m2, self._edge_count(edge) if n is None else n)
+        return tail
+
+    def _edge_count(self, edge: str) -> int:
+        """Tokens of an edge not seen before. Edges are a word or two, and words
+        repeat, so each distinct edge is encoded once."""
+        known = self._edge_counts
+        if len(known) > 1 << 18:
+            known.clear()
+        n = known[edge] = self.counter(edge) if edge else 0
+        return n
 
 
 class CallableMeasure(Measure):
