@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test demo bench bench-chunkers clean
+.PHONY: setup test demo bench bench-chunkers bench-semantic clean
 
 setup: $(STAMP)
 
@@ -23,10 +23,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m service.demo
 
-bench: bench-chunkers
+bench: bench-chunkers bench-semantic
 
 bench-chunkers: $(STAMP)
 	$(PY) bench/chunkers_bench.py
+
+# after bench-chunkers, which builds the corpus it reads
+bench-semantic: $(STAMP) bench-chunkers
+	$(PY) bench/semantic_bench.py
 
 clean:
 	rm -rf $(VENV) .noteloom

@@ -29,6 +29,9 @@ from .measure import Measure
 from .registry import register
 
 MODES = ("split", "group")
+# Tokens that joining two texts can save at the seam (a merge across it). A group
+# whose count plus the unit's is over the budget by more is not counted again.
+_SEAM_SAVINGS = 8
 
 
 @register("semantic")
@@ -100,21 +103,30 @@ class SemanticChunker(LevelChunker):
         cut = self.cut_similarity(sims)
         count = self.tokenizer.count
         groups: list[dict[str, Any]] = []
+        sums = np.zeros_like(vectors)  # row g: the sum of group g's unit vectors
+        norms = np.zeros(len(vectors), dtype=vectors.dtype)
         for unit, vec in zip(units, vectors):
-            best, best_sim = None, cut
-            for g in groups:
-                sim = float(g["sum"] @ vec) / max(float(np.linalg.norm(g["sum"])), 1e-12)
-                if sim >= best_sim:
-                    spans = _add_span(g["spans"], unit.start, unit.end, text)
-                    joined = SPAN_SEPARATOR.join(text[s:e] for s, e in spans)
-                    n = count(joined)
+            chosen = None
+            if groups:
+                n_groups = len(groups)
+                to_groups = (sums[:n_groups] @ vec) / np.maximum(norms[:n_groups], 1e-12)
+                # The most similar group that stays within budget (on a tie, the
+                # later one): try those over the cut, best first, until one fits.
+                over = np.flatnonzero(to_groups >= cut)
+                for g in over[np.lexsort((-over, -to_groups[over]))].tolist():
+                    if groups[g]["n"] + unit.token_count > self.max_tokens + _SEAM_SAVINGS:
+                        continue  # cannot fit: only counting the joined text would tell more
+                    spans = _add_span(groups[g]["spans"], unit.start, unit.end, text)
+                    n = count(SPAN_SEPARATOR.join(text[s:e] for s, e in spans))
                     if n <= self.max_tokens:
-                        best, best_sim, best_spans, best_n = g, sim, spans, n
-            if best is None:
-                groups.append({"spans": [(unit.start, unit.end)], "sum": vec.copy(), "n": unit.token_count})
-            else:
-                best["spans"], best["n"] = best_spans, best_n
-                best["sum"] = best["sum"] + vec
+                        chosen = g
+                        groups[g]["spans"], groups[g]["n"] = spans, n
+                        break
+            if chosen is None:
+                chosen = len(groups)
+                groups.append({"spans": [(unit.start, unit.end)], "n": unit.token_count})
+            sums[chosen] += vec
+            norms[chosen] = np.linalg.norm(sums[chosen])
         groups.sort(key=lambda g: g["spans"][0][0])
         source = Source(text)
         chunks = []
