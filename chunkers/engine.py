@@ -286,13 +286,18 @@ class _LazySentences:
         found = self.pieces[k] = (ps, pe, first, last)
         return found
 
-    def plan(self) -> None:
+    def plan(self, cover: Callable[..., None] | None = None) -> None:
+        """Plan the chunks in text order. ``cover(pos=, tokens=)``: for a text still
+        being encoded, makes the measure reach character ``pos`` and hold
+        ``tokens`` tokens (or the whole text) before they are read."""
         planner, b = self.planner, self.b
-        ends = planner.measure.ends
-        budget, out, n_tokens = planner.budget, planner.out, len(ends)
+        measure = planner.measure
+        budget, out = planner.budget, planner.out
         g = self.a
         while g < b:
             k = self.segment(g)
+            if cover is not None:
+                cover(pos=self.bounds[k + 1])
             ps, pe, first, last = self.pieces_of(k)
             i = bisect.bisect_left(ps, g)
             if i == len(ps):  # only whitespace left in this window
@@ -303,10 +308,15 @@ class _LazySentences:
                 g = ps[i + 1] if i + 1 < len(ps) else self.bounds[k + 1]
                 continue
             limit = first[i] + budget - 1  # the last token the chunk may hold
-            if limit >= n_tokens - 1 or ends[limit] >= b:  # the rest of the text fits
+            if cover is not None:
+                cover(tokens=limit + 2)  # enough to tell whether limit is the last token
+            ends = measure.ends
+            if limit >= len(ends) - 1 or ends[limit] >= b:  # the rest of the text fits
                 out.append((ps[i], self.last_end(len(self.bounds) - 2), planner.section))
                 return
             kl = self.segment(int(ends[limit]) - 1)  # the window where the budget runs out
+            if cover is not None:
+                cover(pos=self.bounds[kl + 1])
             lps, lpe, _lfirst, llast = self.pieces_of(kl)
             j = bisect.bisect_right(llast, limit) - 1
             if kl == k:
@@ -382,12 +392,19 @@ class LevelChunker(Chunker):
             planner.prefetch(0, len(text))
         # (Finding later windows' sentences while waiting was measured: it slows
         # the encoding threads more than it saves.)
+        planned = False
+        if lazy is not None and hasattr(pending, "partial"):
+            # token ends arrive block by block: plan in text order as they do
+            planner.measure = pending.partial()
+            lazy.plan(cover=pending.cover)
+            planned = True
         measure = planner.measure = pending.result()
         if not self.split_levels() and self.overlap:
             spans, counts = self._strided_windows(source, measure)
         else:
             if lazy is not None and isinstance(measure, OffsetMeasure):  # it needs token end offsets
-                lazy.plan()
+                if not planned:
+                    lazy.plan()
                 spans = planner.out
             else:
                 spans = self._plan(source, measure, 0, len(text), planner.budget, planner=planner)

@@ -40,8 +40,9 @@ def block_bounds(text: str, size: int) -> list[tuple[int, int]]:
         if b >= n:
             bounds.append((a, n))
             break
-        m = _SAFE.search(text, b, b + size)
-        b = m.end() if m else min(n, b + size)
+        # a line start, else a space before a word; with neither, a longer block
+        m = _SAFE.search(text, b, b + size) or _SAFE_ANY.search(text, b)
+        b = (m.end() if m.re is _SAFE else m.start()) if m else n
         bounds.append((a, b))
         a = b
     return bounds

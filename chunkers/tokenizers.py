@@ -239,7 +239,9 @@ _NO_ENDS = np.zeros(0, dtype=np.int64)
 class _SharedEncoding:
     """One text encoded block by block (blocks end at safe points, so the result
     equals encoding the whole) by ``helpers`` pool threads that start at once and
-    by the caller, which joins them in ``result()`` after its own token-free work.
+    by the caller, which joins them after its own token-free work: in
+    ``result()``, or block by block through ``partial()`` and ``cover()`` when it
+    can plan in text order while the rest is encoded.
 
     tiktoken and numpy release the GIL, but a thread needs it back between
     blocks, and the caller's work is mostly regex scans that hold it for tens of
@@ -254,44 +256,111 @@ class _SharedEncoding:
         counter._token_chars  # noqa: B018 - built once, before the threads share it
         self.counter, self.text = counter, text
         self.bounds = block_bounds(text, counter.BLOCK_CHARS)
-        self.parts: list[np.ndarray | None] = [None] * len(self.bounds)
-        self._taken = 0
-        self._joined = False
+        self.parts: list[np.ndarray | None] = [None] * len(self.bounds)  # None: not encoded yet
+        self._taken = 0  # blocks before this one are taken by some thread
+        self._joined = False  # the caller encodes too: take one block at a time
         self._run_while_busy = max(1, min(24, len(self.bounds) // 4))
-        self._started = threading.Event()
+        self._placed = 0  # blocks before this one are in _ends[:_size], in order
+        self._ends = np.zeros(0, dtype=np.int64)
+        self._size = 0
+        self._measure = OffsetMeasure(text, self._ends, counter.count, counter.count_batch, safe=True)
+        self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._block_done = threading.Condition()
+        self._started = threading.Event()
         helpers = min(helpers, len(self.bounds) - 1)
-        self._helpers = [_pool(helpers).submit(self._encode_blocks) for _ in range(helpers)] if helpers > 0 else []
+        self._helpers = [_pool(helpers).submit(self._help) for _ in range(helpers)] if helpers > 0 else []
         if self._helpers:
             self._started.wait(0.01)
 
-    def _encode_blocks(self) -> None:
-        """Encode the next blocks not yet taken, until none are left."""
+    def _help(self) -> None:
+        try:
+            while self._encode_next():
+                pass
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            with self._block_done:
+                self._block_done.notify_all()
+
+    def _encode_next(self) -> bool:
+        """Encode the next run of blocks not yet taken; False when none is left."""
         n = len(self.bounds)
-        while True:
-            with self._lock:
-                i = self._taken
-                j = min(n, i + (1 if self._joined else self._run_while_busy))
-                self._taken = j
+        with self._lock:
+            i = self._taken
             if i >= n:
-                return
-            a, b = self.bounds[i][0], self.bounds[j - 1][1]
-            block = self.text[a:b]
-            self._started.set()
-            self.parts[i] = self.counter._block_ends(block, a)
-            for k in range(i + 1, j):
-                self.parts[k] = _NO_ENDS
+                return False
+            j = min(n, i + (1 if self._joined else self._run_while_busy))
+            self._taken = j
+        a, b = self.bounds[i][0], self.bounds[j - 1][1]
+        block = self.text[a:b]
+        self._started.set()
+        ends = self.counter._block_ends(block, a)
+        for k in range(i + 1, j):  # the run's ends are all in parts[i]
+            self.parts[k] = _NO_ENDS
+        self.parts[i] = ends
+        with self._block_done:
+            self._block_done.notify_all()
+        return True
+
+    def _place(self) -> None:
+        """Append the blocks encoded since the last call, in order, to the token ends."""
+        parts, n = self.parts, len(self.bounds)
+        while self._placed < n and (part := parts[self._placed]) is not None:
+            end = self._size + len(part)
+            if end > len(self._ends):
+                # tokens per character so far, times the whole text, with some room
+                covered = int(part[-1]) if len(part) else 1
+                estimate = int(end * 1.1 * len(self.text) / max(1, covered)) + 1024
+                grown = np.empty(max(estimate, end, len(self._ends) * 3 // 2), dtype=np.int64)
+                grown[: self._size] = self._ends[: self._size]
+                self._ends = grown
+            self._ends[self._size : end] = part
+            self._size = end
+            parts[self._placed] = _NO_ENDS  # placed: its memory can go
+            self._placed += 1
+        self._measure.ends = self._ends[: self._size]
+
+    def partial(self) -> OffsetMeasure:
+        """The measure over the blocks encoded so far; ``cover`` grows it in place."""
+        self._joined = True
+        self._place()
+        return self._measure
+
+    def cover(self, pos: int | None = None, tokens: int | None = None) -> None:
+        """Grow ``partial()``'s measure until it reaches character ``pos`` and
+        holds ``tokens`` tokens (or the whole text): the caller encodes the next
+        block not yet taken, or waits for one a helper is encoding."""
+        while not self._covers(pos, tokens):
+            if not self._encode_next():
+                with self._block_done:
+                    while self.parts[self._placed] is None and self._error is None:
+                        self._block_done.wait()
+            if self._error is not None:
+                raise self._error
+            self._place()
+
+    def _covers(self, pos: int | None, tokens: int | None) -> bool:
+        placed = self._placed
+        if placed == len(self.bounds):
+            return True
+        if pos is None and tokens is None:  # the whole text
+            return False
+        if pos is not None and (placed == 0 or pos > self.bounds[placed - 1][1]):
+            return False
+        return tokens is None or tokens <= self._size
 
     def result(self) -> OffsetMeasure:
         self._joined = True
-        self._encode_blocks()
+        self.cover()
         for helper in self._helpers:
             if not helper.cancel():  # one that never started has nothing left to do
                 helper.result()  # re-raises a helper's error
-        ends = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int64)
-        self.parts = []
-        counter = self.counter
-        return OffsetMeasure(self.text, ends, counter.count, counter.count_batch, safe=True)
+        if len(self._ends) > self._size + self._size // 8:  # more room than the estimate needed
+            self._ends = self._ends[: self._size].copy()
+            self._measure.ends = self._ends
+        return self._measure
 
 
 def _split_even(items: list, parts: int) -> list[list]:

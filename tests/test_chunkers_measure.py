@@ -66,3 +66,53 @@ def test_token_ends_of_a_multi_block_text_match_plain_tiktoken(markdown_notes):
         expected = chars_before[byte_ends]
         for threads in (1, 2):
             assert np.array_equal(tok.measure(text, threads).ends, expected), (name, threads)
+
+
+def test_a_measure_grown_block_by_block_is_a_prefix_of_the_whole(markdown_notes, monkeypatch):
+    """``partial()`` and ``cover()`` (planning while the text is encoded): every
+    grown measure is a prefix of the whole text's token ends that reaches what
+    was asked, and the finished one equals it."""
+    import numpy as np
+
+    from chunkers.tokenizers import TiktokenCounter
+
+    monkeypatch.setattr(TiktokenCounter, "BLOCK_CHARS", 700)
+    text = "\n\n".join(markdown_notes.values())
+    tok = chunkers.get_tokenizer("cl100k_base")
+    whole = tok.measure(text, 1).ends.copy()
+    rng = random.Random(3)
+    for _ in range(3):
+        pending = tok.start_measure(text)
+        measure = pending.partial()
+        pos = tokens = 0
+        while pos < len(text):
+            pos = min(len(text), pos + rng.randint(1, 3000))
+            tokens = min(len(whole), tokens + rng.randint(1, 700))
+            pending.cover(pos=pos)
+            assert measure.ends[-1] >= pos and np.array_equal(measure.ends, whole[: len(measure.ends)])
+            pending.cover(tokens=tokens)
+            assert len(measure.ends) >= tokens and np.array_equal(measure.ends, whole[: len(measure.ends)])
+        assert pending.result() is measure and np.array_equal(measure.ends, whole)
+
+
+def test_blocks_are_cut_only_where_encoding_cuts_anyway(markdown_notes, monkeypatch):
+    """Blocks end at line starts, else at a space before a word, else not at all:
+    so per-block token ends equal one encoding of the whole text even in a text
+    with no line breaks, or with no spaces either."""
+    import numpy as np
+
+    from chunkers.measure import block_bounds
+    from chunkers.tokenizers import TiktokenCounter
+
+    notes = "\n\n".join(markdown_notes.values())
+    texts = [notes, notes.replace("\n", " "), "a1b2c3d4" * 400 + " end. " + "日本語🦙" * 200]
+    monkeypatch.setattr(TiktokenCounter, "BLOCK_CHARS", 300)
+    for name in ("cl100k_base", "o200k_base"):
+        tok = chunkers.get_tokenizer(name)
+        for text in texts:
+            bounds = block_bounds(text, 300)
+            assert bounds[0][0] == 0 and bounds[-1][1] == len(text)
+            assert all(b == c for (_, b), (c, _) in zip(bounds, bounds[1:]))
+            whole = tok._block_ends(text, 0)
+            for threads in (1, 2):
+                assert np.array_equal(tok.measure(text, threads).ends, whole), (name, text[:30], threads)

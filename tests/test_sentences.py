@@ -77,14 +77,20 @@ PARAGRAPHS = st.lists(st.tuples(PARAGRAPH_STARTS, PUNKT_TEXT, BREAKS), min_size=
 )
 
 
-def lazy_and_eager(text: str, **params):
+def lazy_and_eager(text: str, block_chars: int | None = None, **params):
+    """Chunks of the lazy plan and of the eager one; with ``block_chars``, the text
+    is encoded in blocks that small, so the lazy plan runs while they arrive."""
+    from unittest import mock
+
     import chunkers
+    from chunkers.tokenizers import TiktokenCounter
 
     lazy = chunkers.get("sentence", **params)
     eager = chunkers.get("sentence", **params)
     eager.lazy_sentences = False
     assert lazy.lazy_sentences
-    return lazy(text), eager(text)
+    with mock.patch.object(TiktokenCounter, "BLOCK_CHARS", block_chars or TiktokenCounter.BLOCK_CHARS):
+        return lazy(text), eager(text)
 
 
 def test_lazy_sentence_planning_matches_eager_on_the_notes():
@@ -92,10 +98,14 @@ def test_lazy_sentence_planning_matches_eager_on_the_notes():
     for params in ({"max_tokens": 512}, {"max_tokens": 64}, {"max_tokens": 40, "overlap": 8}, {"max_tokens": 24, "tokenizer": "words"}):
         lazy, eager = lazy_and_eager(text, **params)
         assert lazy == eager, params
+        lazy, eager = lazy_and_eager(text, block_chars=1000, **params)  # planned while encoded
+        assert lazy == eager, params
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=st.one_of(PARAGRAPHS, DOCUMENT), budget=st.sampled_from([3, 6, 12, 40]), overlap=st.sampled_from([0, 1]))
 def test_lazy_sentence_planning_matches_eager_on_generated_documents(text, budget, overlap):
     lazy, eager = lazy_and_eager(text, max_tokens=budget, overlap=overlap)
+    assert lazy == eager
+    lazy, eager = lazy_and_eager(text, block_chars=40, max_tokens=budget, overlap=overlap)
     assert lazy == eager
