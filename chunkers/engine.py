@@ -9,9 +9,10 @@ Algorithm, for a span over the budget:
    and the chunker's ``min_tokens`` allow); a ``hard`` level never merges;
 3. with no level left, cut token windows.
 Whitespace at either end of a chunk is trimmed, so offsets always start and end
-on text. With ``overlap`` > 0 the plan uses ``max_tokens - overlap`` and each
-chunk then extends forward over the first ``overlap`` tokens of the next chunk
-(snapped back to a word end) — fixed windows come out as 0:1000, 800:1800, ...
+on text. With ``overlap`` > 0 the plan uses ``max_tokens - overlap``, and then
+each chunk starts up to ``overlap`` tokens earlier, inside the previous chunk of
+its section, on a word boundary (``_extend``); fixed windows come out as 0:1000,
+800:1800, ...
 Planned counts come from one encoding of the whole text; every chunk is then
 counted again exactly, and the rare one over budget is re-planned tighter.
 """

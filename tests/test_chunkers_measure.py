@@ -116,3 +116,47 @@ def test_blocks_are_cut_only_where_encoding_cuts_anyway(markdown_notes, monkeypa
             whole = tok._block_ends(text, 0)
             for threads in (1, 2):
                 assert np.array_equal(tok.measure(text, threads).ends, whole), (name, text[:30], threads)
+
+
+def test_an_error_while_encoding_on_a_helper_thread_reaches_the_caller(markdown_notes, monkeypatch):
+    """A block that fails to encode on a helper thread makes the chunker raise that
+    error (whether it waits for the whole text or plans while blocks arrive),
+    rather than wait for the block for ever."""
+    import threading
+
+    import pytest
+
+    from chunkers.tokenizers import TiktokenCounter
+
+    text = "\n\n".join(markdown_notes.values())
+    monkeypatch.setattr(TiktokenCounter, "BLOCK_CHARS", 500)
+    encode = TiktokenCounter._block_ends
+    failed_on = []
+
+    def fails_on_helpers(self, block, offset=0):
+        if threading.current_thread().name.startswith("chunkers-encode"):  # the pool's threads
+            if offset > len(text) // 2:
+                failed_on.append(offset)
+                raise RuntimeError(f"block at {offset} failed")
+        else:  # the caller: slow, so the helper reaches the second half
+            threading.Event().wait(0.002)
+        return encode(self, block, offset)
+
+    monkeypatch.setattr(TiktokenCounter, "_block_ends", fails_on_helpers)
+    for method in ("sentence", "paragraph"):
+        failed_on.clear()
+        outcome: list[BaseException] = []
+
+        def chunk():
+            try:
+                chunkers.get(method, max_tokens=64)(text)
+            except BaseException as exc:  # noqa: BLE001 - the test reports what was raised
+                outcome.append(exc)
+
+        worker = threading.Thread(target=chunk)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), f"{method}: the chunker hung"
+        assert failed_on, "no helper reached the second half"
+        with pytest.raises(RuntimeError, match=f"block at {failed_on[0]} failed"):
+            raise outcome[0]
