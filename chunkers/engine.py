@@ -44,6 +44,9 @@ class _Planner:
         self.section = 0
         self.out: list[Span] = []
         self.found: dict[tuple, object] = {}  # boundaries and pieces found ahead (``prefetch``)
+        # While the text is still being encoded: ``cover(pos=)`` makes the measure
+        # reach character ``pos``, ``cover()`` the whole text (see _chunk_while_encoding).
+        self.cover: Callable[..., None] | None = None
 
     def trim(self, a: int, b: int) -> tuple[int, int]:
         text = self.text
@@ -126,7 +129,10 @@ class _Planner:
             self.out.append((a, b, self.section))
             return
         cuts = self.cuts(li, a, b)
+        streaming = li == 0 and self.cover is not None  # only for an eager first level
         if not cuts:
+            if streaming:
+                self.cover()
             self.split(a, b, li + 1)
             return
         if level.hard:
@@ -136,6 +142,10 @@ class _Planner:
             return
         ps, pe = self.pieces(li, a, b, cuts)
         if not ps:
+            return
+        if streaming:
+            known = _KnownBounds(self.measure, ps, pe, self.cover)
+            self._merge_sorted(ps, pe, known.first, known.last, li, grow=known.grow)
             return
         vector = self.measure.bounds(ps, pe)
         budget, min_tokens, max_pieces = self.budget, self.min_tokens, level.max_pieces
@@ -171,22 +181,31 @@ class _Planner:
         if g >= 0:
             out.append((ps[g], pe[g_end], section))
 
-    def _merge_sorted(self, ps: list[int], pe: list[int], first: list[int], last: list[int], li: int) -> None:
+    def _merge_sorted(self, ps: list[int], pe: list[int], first: list[int], last: list[int], li: int,
+                      grow: Callable[..., None] | None = None) -> None:
         """The merge loop of ``split`` when piece ``i`` holds tokens ``first[i]..last[i]``
         (both non-decreasing): a group's count only grows as it takes pieces, so
-        where each group ends is a binary search, not a walk over every piece."""
+        where each group ends is a binary search, not a walk over every piece.
+        ``grow(i, token)``: while the text is being encoded, extends ``first`` and
+        ``last`` until they hold piece ``i`` and, with ``token``, a piece ending
+        past that token (or every piece)."""
         budget, min_tokens, max_pieces = self.budget, self.min_tokens, self.levels[li].max_pieces
         out, section, n = self.out, self.section, len(ps)
         g = 0
         while g < n:
+            if grow is not None:
+                grow(g)
             if last[g] - first[g] + 1 > budget:  # too big alone: split it further
                 self.split(ps[g], pe[g], li + 1)
                 g += 1
                 continue
+            target = first[g] + budget - 1
+            if grow is not None:
+                grow(g, target if min_tokens is None else max(target, first[g] + min_tokens - 1))
             # the last piece that keeps the group within budget (pieces too big alone lie beyond it)
-            k = bisect.bisect_right(last, first[g] + budget - 1, g, n) - 1
+            k = bisect.bisect_right(last, target, g, len(last)) - 1
             if min_tokens is not None:  # the group closes once it reaches min_tokens
-                k = min(k, bisect.bisect_left(last, first[g] + min_tokens - 1, g, n))
+                k = min(k, bisect.bisect_left(last, first[g] + min_tokens - 1, g, len(last)))
             if max_pieces is not None:
                 k = min(k, g + max_pieces - 1)
             out.append((ps[g], pe[k], section))
@@ -217,6 +236,34 @@ class _Planner:
                 return e
             e = self.measure.advance(a, max(1, n - over - _attempt), b)
         return e
+
+
+class _KnownBounds:
+    """First and last token of each piece, for the pieces that the encoding of
+    the text has reached so far; ``grow`` covers more of the text as needed."""
+
+    def __init__(self, measure: Measure, ps: list[int], pe: list[int], cover: Callable[..., None]) -> None:
+        self.measure, self.ps, self.pe, self.cover = measure, ps, pe, cover
+        self.first: list[int] = []
+        self.last: list[int] = []
+        self._add()
+
+    def _add(self) -> None:
+        ends = self.measure.ends
+        known = len(self.last)
+        reached = bisect.bisect_right(self.pe, int(ends[-1]), known) if len(ends) else known
+        if reached > known:
+            first, last = self.measure.bounds(self.ps[known:reached], self.pe[known:reached])
+            self.first += first
+            self.last += last
+
+    def grow(self, index: int, token: int | None = None) -> None:
+        """Until piece ``index`` is known and, with ``token``, a known piece ends
+        past that token (or every piece is known)."""
+        n = len(self.ps)
+        while len(self.last) < n and (index >= len(self.last) or (token is not None and self.last[-1] <= token)):
+            self.cover(pos=self.pe[len(self.last)])  # at least one more piece
+            self._add()
 
 
 # Up to the next word: at most 199 more word characters, then the whole whitespace run.
@@ -393,30 +440,75 @@ class LevelChunker(Chunker):
             planner.prefetch(0, len(text))
         # (Finding later windows' sentences while waiting was measured: it slows
         # the encoding threads more than it saves.)
-        planned = False
-        if lazy is not None and hasattr(pending, "partial"):
-            # token ends arrive block by block: plan in text order as they do
-            planner.measure = pending.partial()
-            lazy.plan(cover=pending.cover)
-            planned = True
+        levels = self.split_levels()
+        in_text_order = lazy is not None or (levels and levels[0].eager and not levels[0].hard)
+        if in_text_order and hasattr(pending, "partial"):  # token ends arrive block by block
+            return self._chunk_while_encoding(source, planner, pending, lazy)
         measure = planner.measure = pending.result()
-        if not self.split_levels() and self.overlap:
+        if not levels and self.overlap:
             spans, counts = self._strided_windows(source, measure)
         else:
             if lazy is not None and isinstance(measure, OffsetMeasure):  # it needs token end offsets
-                if not planned:
-                    lazy.plan()
+                lazy.plan()
                 spans = planner.out
             else:
                 spans = self._plan(source, measure, 0, len(text), planner.budget, planner=planner)
-            counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
-            spans, counts = self._repair(source, measure, spans, counts)
-            if self.overlap:
+            spans, counts, _ = self._finish(source, measure, spans)
+        return self._chunks(source, spans, counts)
+
+    def _chunk_while_encoding(self, source: Source, planner: _Planner, pending, lazy: _LazySentences | None) -> list[Chunk]:
+        """Plan in text order while the text is still being encoded, and each time
+        the plan must wait for tokens, first finish the chunks planned so far (exact
+        counts, repairs, overlap, ``Chunk`` objects): that Python work then runs
+        beside the helper thread's encoding instead of after it."""
+        measure = planner.measure = pending.partial()
+        chunks: list[Chunk] = []
+        finished = 0  # planner.out[:finished] are in chunks
+        before: Span | None = None  # the last finished span as planned: the next one's overlap comes from it
+
+        def finish_planned() -> None:
+            nonlocal finished, before
+            if finished < len(planner.out):
+                planned, finished = planner.out[finished:], len(planner.out)
+                spans, counts, before = self._finish(source, measure, planned, before)
+                chunks.extend(self._chunks(source, spans, counts, first_index=len(chunks)))
+
+        def cover(pos: int | None = None, tokens: int | None = None) -> None:
+            if not pending.covers(pos, tokens):
+                finish_planned()
+                pending.cover(pos, tokens)
+
+        if lazy is not None:
+            lazy.plan(cover=cover)
+        else:
+            planner.cover = cover
+            planner.split(0, len(source.text))
+        pending.result()
+        finish_planned()
+        return chunks
+
+    def _finish(self, source: Source, measure: Measure, planned: list[Span], before: Span | None = None):
+        """Exact counts, re-planned chunks over budget, and overlap, for ``planned``
+        spans; ``before``: the span planned just before them, whose end their
+        first overlap comes from. Returns the spans, their counts, and the last
+        span before its overlap (the next call's ``before``)."""
+        counts = self._exact_counts(measure, [(a, b) for a, b, _ in planned])
+        spans, counts = self._repair(source, measure, planned, counts)
+        last = spans[-1] if spans else before
+        if self.overlap and spans:
+            if before is None:
                 spans, counts = self._extend(source, measure, spans, counts)
+            else:
+                spans, counts = self._extend(source, measure, [before, *spans], [0, *counts])
+                spans, counts = spans[1:], counts[1:]
+        return spans, counts, last
+
+    def _chunks(self, source: Source, spans: list[Span], counts: list[int], first_index: int = 0) -> list[Chunk]:
+        text = source.text
         paths = source.heading_paths([a for a, _, _ in spans])
         return [
             Chunk(text[a:b], a, b, n, i, {"headings": list(path)})
-            for i, ((a, b, _), n, path) in enumerate(zip(spans, counts, paths))
+            for i, ((a, b, _), n, path) in enumerate(zip(spans, counts, paths), first_index)
         ]
 
     def _planner(self, source: Source, measure: Measure | None, budget: int) -> _Planner:

@@ -332,7 +332,7 @@ class _SharedEncoding:
         """Grow ``partial()``'s measure until it reaches character ``pos`` and
         holds ``tokens`` tokens (or the whole text): the caller encodes the next
         block not yet taken, or waits for one a helper is encoding."""
-        while not self._covers(pos, tokens):
+        while not self.covers(pos, tokens):
             if not self._encode_next():
                 with self._block_done:
                     while self.parts[self._placed] is None and self._error is None:
@@ -341,7 +341,8 @@ class _SharedEncoding:
                 raise self._error
             self._place()
 
-    def _covers(self, pos: int | None, tokens: int | None) -> bool:
+    def covers(self, pos: int | None = None, tokens: int | None = None) -> bool:
+        """Whether ``partial()``'s measure already reaches what ``cover`` would wait for."""
         placed = self._placed
         if placed == len(self.bounds):
             return True

@@ -342,3 +342,61 @@ def test_long_texts_pause_the_cyclic_gc_and_restore_it(markdown_notes):
     with pytest.raises(RuntimeError, match="tokenizer failed"):
         chunker("FAIL " + long_text)
     assert gc.isenabled()
+
+
+# --- chunking while the text is still being encoded ----------------------------
+# Texts over one encoding block are planned in text order as blocks arrive (the
+# sentence and paragraph chunkers, and any whose first level is eager), finishing
+# planned chunks while the plan waits. Tiny blocks make even short texts do that.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.test_chunkers_invariants import DOCUMENT  # noqa: E402
+
+WHILE_ENCODING = [
+    ("paragraph", {"max_tokens": 64}),
+    ("paragraph", {"max_tokens": 48, "min_tokens": 16, "overlap": 12}),
+    ("paragraph", {"max_tokens": 40, "min_tokens": 0, "overlap": 1, "tokenizer": "o200k_base"}),
+    ("sentence", {"max_tokens": 40, "overlap": 8}),
+    ("sentence", {"max_tokens": 64, "sentences_per_chunk": 2, "overlap": 4}),
+]
+
+
+def chunked_while_and_after_encoding(text: str, name: str, params: dict, block_chars: int):
+    from unittest import mock
+
+    from chunkers.tokenizers import TiktokenCounter
+
+    chunker = chunkers.get(name, **params)
+    after = chunker(text) if len(text) < TiktokenCounter.BLOCK_CHARS else None
+    with mock.patch.object(TiktokenCounter, "BLOCK_CHARS", block_chars):
+        return chunker(text), after, chunker
+
+
+@pytest.mark.parametrize("name,params", WHILE_ENCODING)
+def test_chunking_while_the_text_is_encoded_equals_chunking_after(name, params, markdown_notes, monkeypatch):
+    from chunkers import engine
+
+    streamed = []
+    real = engine.LevelChunker._chunk_while_encoding
+    monkeypatch.setattr(engine.LevelChunker, "_chunk_while_encoding",
+                        lambda self, *args: streamed.append(1) or real(self, *args))
+    text = "\n\n".join(markdown_notes.values())
+    for block_chars in (300, 2000):
+        during, after, chunker = chunked_while_and_after_encoding(text, name, params, block_chars)
+        assert streamed, "the text was not chunked while it was encoded"
+        assert during == after, (name, params, block_chars)
+        check_chunks(text, during, chunker)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=DOCUMENT, config=st.sampled_from(WHILE_ENCODING), budget=st.sampled_from([4, 12]), block_chars=st.sampled_from([16, 60, 400]))
+def test_chunking_while_encoded_equals_after_on_generated_documents(text, config, budget, block_chars):
+    name, params = config
+    params = {**params, "max_tokens": budget, "overlap": min(params.get("overlap", 0), budget // 3)}
+    if name == "paragraph":
+        params["min_tokens"] = min(params.get("min_tokens", 64), budget // 2)
+    during, after, chunker = chunked_while_and_after_encoding(text, name, params, block_chars)
+    assert during == after
+    check_chunks(text, during, chunker)
