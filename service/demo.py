@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import chunkers
@@ -83,14 +84,18 @@ def generation_demo(nb, data_dir: Path) -> None:
     from imagegen.testing import save_tiny_sd
 
     settings = DiffusersSettings.from_env()
-    if settings.model:
-        label = settings.model
-    else:
+    random_stand_in = not settings.model
+    if random_stand_in:
         settings.model = str(save_tiny_sd(data_dir / "tiny-random-sd"))
         label = "a tiny RANDOM pipeline (no NOTELOOM_SD_MODEL set; images are noise)"
+    else:
+        label = settings.model
     built = PromptBuilder(nb).build(IDEAS[0][0], style=IDEAS[0][1])
-    images = DiffusersBackend(settings, gallery=data_dir / "gallery").generate(
-        GenerationRequest(built.prompt, built.negative_prompt, steps=4 if "RANDOM" in label else None, seed=1234, num_images=2))
+    request = GenerationRequest(built.prompt, built.negative_prompt, steps=4 if random_stand_in else None, seed=1234, num_images=2)
+    with warnings.catch_warnings():
+        if random_stand_in:  # random weights can give NaN pixels, which numpy warns about when casting
+            warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
+        images = DiffusersBackend(settings, gallery=data_dir / "gallery").generate(request)
     print(f"\n# Generated with {label}")
     for g in images:
         print(f"  {g.path}  seed {g.seed}, {g.params['steps']} steps, {g.params['seconds']}s")
