@@ -268,8 +268,9 @@ class _SharedEncoding:
         self._lock = threading.Lock()
         self._block_done = threading.Condition()
         self._started = threading.Event()
-        helpers = min(helpers, len(self.bounds) - 1)
-        self._helpers = [_pool(helpers).submit(self._help) for _ in range(helpers)] if helpers > 0 else []
+        # one pool per thread count asked for (not per text), each task one helper
+        tasks = min(helpers, len(self.bounds) - 1)
+        self._helpers = [_pool(helpers).submit(self._help) for _ in range(tasks)] if tasks > 0 else []
         if self._helpers:
             self._started.wait(0.01)
 
@@ -332,6 +333,7 @@ class _SharedEncoding:
         """Grow ``partial()``'s measure until it reaches character ``pos`` and
         holds ``tokens`` tokens (or the whole text): the caller encodes the next
         block not yet taken, or waits for one a helper is encoding."""
+        self._place()  # blocks the helpers finished meanwhile may be enough
         while not self.covers(pos, tokens):
             if not self._encode_next():
                 with self._block_done:
