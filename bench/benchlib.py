@@ -158,6 +158,16 @@ def median(values: Sequence[float]) -> float:
     return pct(values, 50)
 
 
+def best_of(fn, reps: int) -> tuple[float, float, list[float]]:
+    """Best and median wall time of ``reps`` calls of ``fn``, and all the times."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), median(times), times
+
+
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:

@@ -45,20 +45,11 @@ def request(n: int, seed: int = 1):
     return GenerationRequest(PROMPT, steps=STEPS, seed=seed, num_images=n, width=SIDE, height=SIDE)
 
 
-def best_of(fn, reps: int) -> tuple[float, float, list[float]]:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), B.median(times), times
-
-
 def e2e_times(backend, reps: int) -> dict:
     out = {}
     for n in (1, 4):
         backend.generate(request(n))  # warm-up
-        best, med, _ = best_of(lambda n=n: backend.generate(request(n)), reps)
+        best, med, _ = B.best_of(lambda n=n: backend.generate(request(n)), reps)
         out[n] = {"best": best, "median": med}
     return out
 
@@ -126,9 +117,9 @@ def bench_overhead(folder: Path, report: list[str], reps: int) -> None:
     # the pieces the backend adds, timed alone
     from imagegen.conditioning import prompt_embeddings
 
-    t_cond = best_of(lambda: prompt_embeddings(PROMPT, "", pipe.tokenizer, pipe.text_encoder, pipe.device), 50)[1]
-    t_enc = best_of(lambda: pipe.encode_prompt(PROMPT, "cpu", 1, True, None), 50)[1]
-    t_defaults = best_of(lambda: (backend.defaults(), backend.single_text_encoder), 200)[1]
+    t_cond = B.best_of(lambda: prompt_embeddings(PROMPT, "", pipe.tokenizer, pipe.text_encoder, pipe.device), 50)[1]
+    t_enc = B.best_of(lambda: pipe.encode_prompt(PROMPT, "cpu", 1, True, None), 50)[1]
+    t_defaults = B.best_of(lambda: (backend.defaults(), backend.single_text_encoder), 200)[1]
     report += [
         "## Backend overhead around the bare diffusers call",
         "",
@@ -178,10 +169,10 @@ def bench_score(folder: Path, work: Path, report: list[str], batches: int) -> No
     for _ in range(3):
         scorer.score(images, PROMPT)
     meter = B.LoadMeter()
-    best, med, times = best_of(lambda: scorer.score(images, PROMPT), batches)
+    best, med, times = B.best_of(lambda: scorer.score(images, PROMPT), batches)
     load = meter.stop()
     long_prompt = ", ".join([PROMPT] * 4)
-    _, med_long, _ = best_of(lambda: scorer.score(images, long_prompt), max(5, batches // 3))
+    _, med_long, _ = B.best_of(lambda: scorer.score(images, long_prompt), max(5, batches // 3))
     report += [
         "## CLIP scoring throughput (tiny open_clip model)",
         "",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,12 +29,7 @@ CORPUS = B.ROOT / "bench" / "corpus" / "prose.txt"
 
 def best_seconds(fn, repeats: int) -> float:
     fn()  # warm-up: model load, first-batch allocations
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return B.best_of(fn, repeats)[0]
 
 
 def main() -> None:

@@ -441,8 +441,10 @@ class LevelChunker(Chunker):
         # (Finding later windows' sentences while waiting was measured: it slows
         # the encoding threads more than it saves.)
         levels = self.split_levels()
-        in_text_order = lazy is not None or (levels and levels[0].eager and not levels[0].hard)
-        in_text_order = in_text_order and type(self)._plan is LevelChunker._plan  # a subclass's own plan runs after
+        in_text_order = (
+            (lazy is not None or (levels and levels[0].eager and not levels[0].hard))
+            and type(self)._plan is LevelChunker._plan  # a subclass's own plan runs after the encoding
+        )
         if in_text_order and hasattr(pending, "partial"):  # token ends arrive block by block
             return self._chunk_while_encoding(source, planner, pending, lazy)
         measure = planner.measure = pending.result()

@@ -111,9 +111,7 @@ class Source:
 
     def heading_path(self, pos: int) -> list[str]:
         """Titles of the headings enclosing ``pos``, outermost first."""
-        offsets, paths = self._heading_paths
-        i = bisect.bisect_right(offsets, pos) - 1
-        return list(paths[i]) if i >= 0 else []
+        return list(self.heading_paths([pos])[0])
 
 
 Finder = Callable[[Source, int, int], list[int]]

@@ -225,9 +225,7 @@ class OffsetMeasure(Measure):
             if first is None:
                 return None
             m1 = first.start()
-        edge = text[a:m1]
-        n = self._edge_counts.get(edge)
-        head = self._heads[a] = (m1, self._edge_count(edge) if n is None else n)
+        head = self._heads[a] = (m1, self._edge_count(text[a:m1]))
         return head
 
     def _tail(self, lo: int, b: int) -> tuple[int, int] | None:
@@ -235,18 +233,18 @@ class OffsetMeasure(Measure):
         m2 = last_safe_point(self.text, lo, b)
         if m2 is None:
             return None
-        edge = self.text[m2:b]
-        n = self._edge_counts.get(edge)
-        tail = self._tails[b] = (m2, self._edge_count(edge) if n is None else n)
+        tail = self._tails[b] = (m2, self._edge_count(self.text[m2:b]))
         return tail
 
     def _edge_count(self, edge: str) -> int:
-        """Tokens of an edge not seen before. Edges are a word or two, and words
-        repeat, so each distinct edge is encoded once."""
+        """Tokens of an edge. Edges are a word or two, and words repeat, so each
+        distinct edge is encoded once."""
         known = self._edge_counts
-        if len(known) > 1 << 18:
-            known.clear()
-        n = known[edge] = self.counter(edge) if edge else 0
+        n = known.get(edge)
+        if n is None:
+            if len(known) > 1 << 18:
+                known.clear()
+            n = known[edge] = self.counter(edge) if edge else 0
         return n
 
 
