@@ -1,5 +1,7 @@
 """The HTTP API (litestar). Models and the index load once, in the lifespan;
-blocking work runs in worker threads."""
+blocking work runs in worker threads. Uploads are parsed and chunked in worker
+processes (``ingest.isolation``) with a time limit per document, so no input can
+stall the other requests; embedding and storing stay here, on a thread."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from litestar.exceptions import ClientException, HTTPException, NotAuthorizedExc
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 
-from ingest import ChunkSettings, Ingestor
+from ingest import ChunkSettings, Ingestor, Prepared, UnsupportedFileError
+from ingest.isolation import Workers
 from ingest.loaders import MAX_FILE_BYTES
+from ingest.sources import check_collection_name, check_source_name
 from retrieval import Notebook
 
 from .images import ROUTES as IMAGE_ROUTES
@@ -35,11 +39,17 @@ class ServiceConfig:
     max_upload_bytes: int = 20 * 1024 * 1024
     chunking: ChunkSettings | None = None
     max_generations: int = 1
+    document_seconds: float = 60.0  # parse + chunk time per uploaded document; over it: 4xx, worker replaced
+    ingest_workers: int = 1  # worker processes parsing and chunking uploads (uploads beyond wait their turn)
+    worker_memory_bytes: int | None = 2 * 1024**3  # address space of each worker; None: unlimited
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServiceConfig":
-        config = cls(data_dir=os.environ.get("NOTELOOM_DATA"), api_key=os.environ.get("NOTELOOM_API_KEY") or None,
-                     max_generations=int(os.environ.get("NOTELOOM_MAX_GENERATIONS", "1")))
+        env = os.environ.get
+        config = cls(data_dir=env("NOTELOOM_DATA"), api_key=env("NOTELOOM_API_KEY") or None,
+                     max_generations=int(env("NOTELOOM_MAX_GENERATIONS", "1")),
+                     document_seconds=float(env("NOTELOOM_DOCUMENT_SECONDS", cls.document_seconds)),
+                     ingest_workers=int(env("NOTELOOM_INGEST_WORKERS", cls.ingest_workers)))
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
@@ -50,6 +60,18 @@ class TextDocument(msgspec.Struct, forbid_unknown_fields=True):
     text: str
     source: str
     kind: str = "markdown"
+    collection: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A document as sent to ``POST /documents``, checked but not yet parsed."""
+
+    data: bytes
+    name: str  # the file name (its suffix gives the kind) or, for JSON, the source
+    kind: str | None
+    source: str
+    collection: str | None
 
 
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,21 +121,29 @@ async def health(request: Request) -> dict[str, Any]:
 
 @post("/documents")
 async def add_document(request: Request) -> dict[str, Any]:
-    """Add or replace a note: multipart upload (field ``file``, optional ``source``)
-    or JSON ``{"text", "source", "kind"}``. Server-side paths are never read."""
+    """Add or replace a note: multipart upload (field ``file``, optional ``source``
+    and ``collection``) or JSON ``{"text", "source", "kind", "collection"}``.
+    Server-side paths are never read."""
     nb, ingestor = _state(request)
+    state = request.app.state
+    sub = await _submission(request)
+
+    def prepare() -> Prepared:
+        return state.workers.prepare(sub.data, sub.name, sub.kind, ingestor.chunking, ingestor.limits)
+
+    prepared = await anyio.to_thread.run_sync(prepare, limiter=state.parse_limiter)
+    doc_id, status = await anyio.to_thread.run_sync(lambda: ingestor.ingest_prepared(prepared, sub.source, sub.collection),
+                                                    limiter=state.store_limiter)
+    doc = await anyio.to_thread.run_sync(lambda: nb.store.document(doc_id, with_text=False))
+    chunks = await anyio.to_thread.run_sync(lambda: nb.store.documents_chunk_count(doc_id))
+    return {"id": doc_id, "status": status, "source": doc["source"], "title": doc["title"], "kind": doc["kind"], "chunks": chunks}
+
+
+async def _submission(request: Request) -> Submission:
+    """Read and check the request: names are validated before any parsing."""
     content_type = request.content_type[0]
     if content_type == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ClientException("multipart upload needs a file in the field 'file'")
-        data = await upload.read()
-        if len(data) > request.app.state.config.max_upload_bytes:
-            raise HTTPException(status_code=413, detail=f"upload is {len(data)} bytes; the limit is {request.app.state.config.max_upload_bytes}")
-        source = form.get("source")
-        source = source if isinstance(source, str) and source.strip() else None
-        doc_id, status = await anyio.to_thread.run_sync(lambda: ingestor.ingest_upload(data, upload.filename, source))
+        sub = await _multipart(request)
     elif content_type == "application/json":
         try:
             body = msgspec.json.decode(await request.body(), type=TextDocument)
@@ -123,12 +153,34 @@ async def add_document(request: Request) -> dict[str, Any]:
             raise ClientException(f"malformed JSON: {exc}") from None
         if body.kind not in ("markdown", "text", "html"):
             raise ClientException(f"kind must be markdown, text or html, got {body.kind!r}")
-        doc_id, status = await anyio.to_thread.run_sync(lambda: ingestor.ingest_text(body.text, body.source, kind=body.kind))
+        source = check_source_name(body.source)
+        sub = Submission(body.text.encode("utf-8"), source, body.kind, source, body.collection)
     else:
         raise HTTPException(status_code=415, detail=f"send multipart/form-data or application/json, not {content_type!r}")
-    doc = await anyio.to_thread.run_sync(lambda: nb.store.document(doc_id, with_text=False))
-    chunks = await anyio.to_thread.run_sync(lambda: nb.store.documents_chunk_count(doc_id))
-    return {"id": doc_id, "status": status, "source": doc["source"], "title": doc["title"], "kind": doc["kind"], "chunks": chunks}
+    if sub.collection is not None:
+        check_collection_name(sub.collection)
+    return sub
+
+
+async def _multipart(request: Request) -> Submission:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ClientException("multipart upload needs a file in the field 'file'")
+    data = await upload.read()
+    limit = request.app.state.config.max_upload_bytes
+    if len(data) > limit:
+        raise HTTPException(status_code=413, detail=f"upload is {len(data)} bytes; the limit is {limit}")
+    name = Path(upload.filename or "").name
+    if not name:
+        raise UnsupportedFileError("the upload has no file name")
+    source, collection = (_form_text(form, key) for key in ("source", "collection"))
+    return Submission(data, name, None, check_source_name(source or name), collection)
+
+
+def _form_text(form: Any, key: str) -> str | None:
+    value = form.get(key)
+    return value if isinstance(value, str) and value.strip() else None
 
 
 @get("/documents", sync_to_thread=True)
@@ -197,31 +249,54 @@ def _image_state(app: Litestar, config: ServiceConfig) -> None:
     app.state.jobs = Jobs(max_running=config.max_generations)
 
 
+def check_config(config: ServiceConfig) -> None:
+    if not 0 < config.max_upload_bytes <= MAX_FILE_BYTES:
+        raise ValueError(f"max_upload_bytes must be 1..{MAX_FILE_BYTES}, got {config.max_upload_bytes}")
+    if not 0 < config.document_seconds <= 24 * 3600:
+        raise ValueError(f"document_seconds must be more than 0 and at most a day, got {config.document_seconds}")
+    if not 1 <= config.ingest_workers <= 16:
+        raise ValueError(f"ingest_workers must be 1..16, got {config.ingest_workers}")
+
+
+async def _load(app: Litestar, config: ServiceConfig, chunking: ChunkSettings, warm: bool) -> None:
+    def load() -> tuple[Notebook, Ingestor]:
+        nb = Notebook(config.data_dir)
+        if warm:  # load the model and the index now, not on the first request
+            nb.embed(["warm up"])
+            nb.index()
+        return nb, Ingestor(nb, chunking)
+
+    app.state.notebook, app.state.ingestor = await anyio.to_thread.run_sync(load)
+    if warm:
+        await anyio.to_thread.run_sync(app.state.workers.wait_ready)
+    from imagegen import PromptBuilder
+
+    app.state.prompt_builder = PromptBuilder(app.state.notebook)
+    _image_state(app, config)
+
+
 def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Litestar:
     from .errors import EXCEPTION_HANDLERS
 
     config = config or ServiceConfig.from_env()
-    if not 0 < config.max_upload_bytes <= MAX_FILE_BYTES:
-        raise ValueError(f"max_upload_bytes must be 1..{MAX_FILE_BYTES}, got {config.max_upload_bytes}")
+    check_config(config)
+    chunking = config.chunking or ChunkSettings.of()
+    workers = Workers(chunking, count=config.ingest_workers, seconds=config.document_seconds,
+                                memory_bytes=config.worker_memory_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        def load() -> tuple[Notebook, Ingestor]:
-            nb = Notebook(config.data_dir)
-            if warm:  # load the model and the index now, not on the first request
-                nb.embed(["warm up"])
-                nb.index()
-            return nb, Ingestor(nb, config.chunking)
-
-        app.state.notebook, app.state.ingestor = await anyio.to_thread.run_sync(load)
-        from imagegen import PromptBuilder
-
-        app.state.prompt_builder = PromptBuilder(app.state.notebook)
-        _image_state(app, config)
+        app.state.workers = workers.start()  # they load while the model does
+        app.state.parse_limiter = anyio.CapacityLimiter(config.ingest_workers)  # waiting uploads hold no thread
+        app.state.store_limiter = anyio.CapacityLimiter(1)  # writes are serialised by the notebook anyway
         try:
-            yield
+            await _load(app, config, chunking, warm)
+            try:
+                yield
+            finally:
+                app.state.notebook.store.close()
         finally:
-            app.state.notebook.store.close()
+            await anyio.to_thread.run_sync(workers.close)
 
     app = Litestar(
         route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES],
