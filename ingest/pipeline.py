@@ -1,15 +1,18 @@
 """Ingest: load, deduplicate by content hash, chunk, embed, store.
 
-Re-ingesting is incremental: a file whose size and modification time are
-unchanged is skipped without being read; one whose content hash is unchanged
-is only touched; a changed file (or a changed chunking setting) is re-chunked
-and only its chunks are embedded; ``prune`` removes stored files that are gone.
-Documents are committed in batches (one SQLite transaction each), so an ingest
-killed at any instant leaves whole documents or none.
+Every document is ``collection/path`` (see ``ingest.sources``). Re-ingesting is
+incremental: a file whose stamp (size, mtime, ctime, inode) is unchanged is
+skipped without being read; one whose content hash is unchanged is only
+touched; a changed file (or a changed chunking setting) is re-chunked and only
+its chunks are embedded; ``prune`` removes stored documents whose files are gone
+from the folders walked, and nothing else. Documents are committed in batches
+(one SQLite transaction each), so an ingest killed at any instant leaves whole
+documents or none.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -19,10 +22,12 @@ from typing import Any, Iterable, Sequence
 
 import chunkers
 from retrieval.notebook import Notebook
-from retrieval.store import ChunkRecord, DocumentRecord, chunk_id, document_id
+from retrieval.store import LEGACY_COLLECTION, ChunkRecord, Collection, DocumentRecord, Known, chunk_id, document_id, source_name
 
-from .errors import IngestError, UnsupportedFileError
-from .loaders import KINDS, Loaded, load_bytes, load_file
+from .errors import EmptyDocumentError, IngestError, UnsupportedFileError
+from .loaders import KINDS, MAX_FILE_BYTES, Loaded, kind_of, load_bytes
+from .sources import (UPLOADS_COLLECTION, FoundFile, check_collection_name, check_source_name, collection_name_for,
+                      is_settled, read_note, relative_inside, stamp_of, walk)
 
 DEFAULT_CHUNKING = {"method": "hybrid", "max_tokens": 256, "overlap": 32}
 
@@ -44,11 +49,42 @@ class ChunkSettings:
         return settings
 
     def chunker(self) -> chunkers.Chunker:
-        return chunkers.get(self.method, **dict(self.params))
+        return _chunker(self)
 
     @property
     def key(self) -> str:
         return json.dumps({"method": self.method, **dict(self.params)}, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _chunker(settings: ChunkSettings) -> chunkers.Chunker:
+    return chunkers.get(settings.method, **dict(settings.params))
+
+
+@dataclass
+class Prepared:
+    """A document loaded and chunked, not yet embedded: what a worker process
+    hands back (``prepare`` needs no notebook and its result pickles)."""
+
+    loaded: Loaded
+    chunks: list[chunkers.Chunk] | None = None
+
+
+def check_has_text(loaded: Loaded, name: str) -> Loaded:
+    """One rule for the CLI and the API: a note with no text is skipped, not stored."""
+    if not loaded.text.strip():
+        raise EmptyDocumentError(f"{name}: skipped: empty (no text{' after the front matter' if loaded.kind == 'markdown' else ''})")
+    return loaded
+
+
+def prepare(data: bytes, name: str, kind: str | None, chunking: "ChunkSettings", limits=None) -> Prepared:
+    """Load and chunk one document's bytes."""
+    loaded = check_has_text(_load(data, name, kind, limits), name)
+    return Prepared(loaded, chunking.chunker()(loaded.text))
+
+
+def _load(data: bytes, name: str, kind: str | None, limits) -> Loaded:
+    return load_bytes(data, name, kind) if limits is None else load_bytes(data, name, kind, limits=limits)
 
 
 @dataclass
@@ -58,116 +94,180 @@ class IngestReport:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)  # what a loader cut or ignored, per source
     chunks_embedded: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
-            "failed": [{"source": s, "error": e} for s, e in self.failed], "chunks_embedded": self.chunks_embedded,
-            "seconds": round(self.seconds, 3),
+            "failed": [{"source": s, "error": e} for s, e in self.failed],
+            "skipped": [{"source": s, "reason": r} for s, r in self.skipped],
+            "notices": [{"source": s, "notice": n} for s, n in self.notices],
+            "chunks_embedded": self.chunks_embedded, "seconds": round(self.seconds, 3),
         }
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {self.unchanged} unchanged, "
-                f"{len(self.removed)} removed, {len(self.failed)} failed; {self.chunks_embedded} chunks embedded "
-                f"in {self.seconds:.2f}s")
+                f"{len(self.removed)} removed, {len(self.skipped)} skipped, {len(self.failed)} failed; "
+                f"{self.chunks_embedded} chunks embedded in {self.seconds:.2f}s")
 
 
 @dataclass
 class _Pending:
-    source: str
-    loaded: Loaded
+    collection: str
+    path: str
+    prepared: Prepared
     mtime: float | None
     size: int | None
+    stamp: str | None
     existed: bool
+
+    @property
+    def source(self) -> str:
+        return source_name(self.collection, self.path)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A file to ingest and the document it is."""
+
+    found: FoundFile
+    collection: str
+    path: str
+
+    @property
+    def source(self) -> str:
+        return source_name(self.collection, self.path)
 
 
 class Ingestor:
     def __init__(self, notebook: Notebook, chunking: ChunkSettings | None = None, *, batch_chunks: int = 256,
-                 progress: bool = False) -> None:
+                 progress: bool = False, limits=None, follow_links: bool = False) -> None:
         self.nb = notebook
         self.chunking = chunking or ChunkSettings.of()
         self.chunker = self.chunking.chunker()
         self.batch_chunks = batch_chunks
         self.progress = progress
+        self.limits = limits
+        self.follow_links = follow_links
+        self.max_file_bytes = getattr(limits, "max_file_bytes", MAX_FILE_BYTES)
 
-    # --- public ---------------------------------------------------------------
+    # --- folders and files ------------------------------------------------------
 
-    def ingest_paths(self, paths: Iterable[str | os.PathLike], *, prune: bool = False) -> IngestReport:
+    def ingest_paths(self, paths: Iterable[str | os.PathLike], *, prune: bool = False,
+                     collection: str | None = None) -> IngestReport:
+        """Ingest files and folders. Each folder is a collection (named after it,
+        or ``collection``); a file keeps the identity it already has under any
+        collection. ``prune`` removes documents whose files are gone from the
+        folders walked now, never from anywhere else."""
         started = time.perf_counter()
         report = IngestReport()
-        files: list[tuple[str, Path]] = []
-        for raw in paths:
-            path = Path(raw)
-            if path.is_dir():
-                files += [(p.relative_to(path).as_posix(), p) for p in sorted(path.rglob("*"))
-                          if p.is_file() and p.suffix.lower() in KINDS and not _hidden(p.relative_to(path))]
-            elif path.is_file():
-                files.append((path.name, path))
-            else:
-                report.failed.append((str(path), f"{path}: no such file or folder"))
-        fingerprints = self.nb.store.fingerprints()
-        seen = {source for source, _ in files}
+        paths = [Path(p) for p in paths]
+        if collection is not None:
+            check_collection_name(collection)
+            if sum(p.is_dir() for p in paths) != 1:
+                raise IngestError("--collection names one folder: give exactly one folder with it")
+        store = self.nb.store
+        known = store.known()
         key = self.chunking.key
         with self.nb.writer() as writer:
             writer.set_meta("chunker", json.loads(key))
+            plan = _Plan(self, known, collection)
+            for path in paths:
+                plan.add(path, report)
             pending: list[_Pending] = []
-            for source, path in self._progress(files, "files"):
+            now = time.time()
+            for target in self._progress(plan.targets, "files"):
+                source, found = target.source, target.found
+                old = known.get(source)
                 try:
-                    stat = path.stat()
-                    known = fingerprints.get(source)
-                    if known and known[0] == stat.st_mtime and known[1] == stat.st_size and known[3] == key:
+                    info = os.stat(found.path)
+                    if old and old.stamp is not None and old.stamp == stamp_of(info) and old.chunker == key:
                         report.unchanged += 1
                         continue
-                    loaded = load_file(path)
+                    data, info = read_note(found.path, self.max_file_bytes)
+                    loaded = check_has_text(_load(data, str(found.path), kind_of(found.path.name), self.limits), source)
+                except EmptyDocumentError as exc:
+                    report.skipped.append((source, str(exc)))
+                    if old:  # the note was emptied: its stored text is gone from the file too
+                        writer.delete(document_id(source))
+                        report.removed.append(source)
+                    continue
                 except (IngestError, OSError) as exc:
                     report.failed.append((source, str(exc)))
                     continue
-                if known and known[2] == loaded.content_hash and known[3] == key:
-                    writer.touch(document_id(source), stat.st_mtime, stat.st_size)
+                report.notices += [(source, n) for n in getattr(loaded, "notices", ())]
+                stamp = stamp_of(info) if is_settled(info, now) else None
+                if old and old.content_hash == loaded.content_hash and old.chunker == key:
+                    writer.touch(document_id(source), info.st_mtime, info.st_size, stamp)
                     report.unchanged += 1
                     continue
-                pending.append(_Pending(source, loaded, stat.st_mtime, stat.st_size, known is not None))
-                if sum(len(p.loaded.text) for p in pending) > self.batch_chunks * 1500:
+                pending.append(_Pending(target.collection, target.path, Prepared(loaded), info.st_mtime, info.st_size,
+                                        stamp, old is not None))
+                if sum(len(p.prepared.loaded.text) for p in pending) > self.batch_chunks * 1500:
                     self._flush(writer, pending, report)
                     pending = []
             self._flush(writer, pending, report)
             if prune:
-                for source, fp in fingerprints.items():
-                    if source not in seen and fp[0] is not None:  # API texts have no mtime: never pruned
-                        writer.delete(document_id(source))
-                        report.removed.append(source)
+                for source in plan.gone():
+                    writer.delete(document_id(source))
+                    report.removed.append(source)
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_loaded(self, loaded: Loaded, source: str) -> tuple[int, str]:
-        """Store one already-loaded document (API uploads). Returns (id, status)."""
-        if not isinstance(source, str) or not source.strip():
-            raise IngestError("source must be a non-empty string")
-        source = source.strip()
-        if len(source) > 1024:
-            raise IngestError(f"source is {len(source)} characters; the limit is 1024")
-        if not loaded.text.strip():
-            raise IngestError(f"{source}: the document has no text")
-        known = self.nb.store.fingerprints().get(source)
-        if known and known[2] == loaded.content_hash and known[3] == self.chunking.key:
-            return document_id(source), "unchanged"
-        report = IngestReport()
-        with self.nb.writer() as writer:
-            self._flush(writer, [_Pending(source, loaded, None, None, known is not None)], report)
-        return document_id(source), "updated" if known else "added"
+    # --- API documents ----------------------------------------------------------
 
-    def ingest_text(self, text: str, source: str, *, kind: str = "markdown") -> tuple[int, str]:
+    def ingest_prepared(self, prepared: Prepared, source: str, collection: str | None = None) -> tuple[int, str]:
+        """Store one loaded (and perhaps chunked) document under ``collection/source``.
+        Returns (id, "added" | "updated" | "unchanged")."""
+        name = check_source_name(source)
+        check_has_text(prepared.loaded, name)
+        collection = self._upload_collection(name, collection)
+        full = source_name(collection, name)
+        old = self.nb.store.known_source(full)
+        if old and old.content_hash == prepared.loaded.content_hash and old.chunker == self.chunking.key:
+            return document_id(full), "unchanged"
+        with self.nb.writer() as writer:
+            self._flush(writer, [_Pending(collection, name, prepared, None, None, None, old is not None)], IngestReport())
+        return document_id(full), "updated" if old else "added"
+
+    def ingest_loaded(self, loaded: Loaded, source: str, collection: str | None = None) -> tuple[int, str]:
+        return self.ingest_prepared(Prepared(loaded), source, collection)
+
+    def ingest_text(self, text: str, source: str, *, kind: str = "markdown", collection: str | None = None) -> tuple[int, str]:
         if not isinstance(text, str):
             raise IngestError(f"text must be a string, got {type(text).__name__}")
-        return self.ingest_loaded(load_bytes(text.encode("utf-8"), source or "text", kind), source)
+        name = check_source_name(source)
+        return self.ingest_prepared(prepare(text.encode("utf-8"), name, kind, self.chunking, self.limits), name, collection)
 
-    def ingest_upload(self, data: bytes, filename: str, source: str | None = None) -> tuple[int, str]:
+    def ingest_upload(self, data: bytes, filename: str, source: str | None = None,
+                      collection: str | None = None) -> tuple[int, str]:
         name = Path(filename or "").name
         if not name:
             raise UnsupportedFileError("the upload has no file name")
-        return self.ingest_loaded(load_bytes(data, name), source or name)
+        source = check_source_name(source or name)
+        return self.ingest_prepared(prepare(data, name, None, self.chunking, self.limits), source, collection)
+
+    def _upload_collection(self, name: str, requested: str | None) -> str:
+        """Uploads go to a collection without a folder: ``uploads`` unless named.
+        A document uploaded before collections existed keeps its bare name."""
+        store = self.nb.store
+        if requested is None:
+            legacy = store.known_source(name)
+            if legacy and legacy.collection == LEGACY_COLLECTION and legacy.mtime is None:
+                return LEGACY_COLLECTION
+            requested = UPLOADS_COLLECTION
+        check_collection_name(requested)
+        existing = store.collections().get(requested)
+        if existing and existing.root:
+            raise IngestError(f"collection {requested!r} is the folder {existing.root}: its documents come from its "
+                              "files; upload to another collection")
+        if existing is None:
+            with store.transaction() as db:
+                store.add_collection(db, requested, None)
+        return requested
 
     # --- internals --------------------------------------------------------------
 
@@ -184,25 +284,121 @@ class Ingestor:
         planned = []
         texts: list[str] = []
         for p in pending:
-            chunks = self.chunker(p.loaded.text)
+            loaded = p.prepared.loaded
+            chunks = p.prepared.chunks if p.prepared.chunks is not None else self.chunker(loaded.text)
             planned.append((p, chunks))
-            texts += [embedding_text(p.loaded.title, c) for c in chunks]
+            texts += [embedding_text(loaded.title, c) for c in chunks]
         vectors = self.nb.embed(texts) if texts else None
         batch = []
         at = 0
         for p, chunks in planned:
-            doc = DocumentRecord(p.source, p.loaded.title, p.loaded.kind, p.loaded.text, p.loaded.content_hash,
-                                 p.mtime, p.size, p.loaded.tags, self.chunking.key)
+            loaded, source = p.prepared.loaded, p.source
+            doc = DocumentRecord(source, loaded.title, loaded.kind, loaded.text, loaded.content_hash, p.mtime, p.size,
+                                 loaded.tags, self.chunking.key, p.collection, p.path, p.stamp)
             records = [
-                ChunkRecord(chunk_id(p.source, doc.content_hash, c.start, c.end), c.index, c.start, c.end, c.token_count,
+                ChunkRecord(chunk_id(source, doc.content_hash, c.start, c.end), c.index, c.start, c.end, c.token_count,
                             list(c.meta.get("headings", [])), c.text, vectors[at + i])
                 for i, c in enumerate(chunks)
             ]
             at += len(chunks)
             batch.append((doc, records))
-            (report.updated if p.existed else report.added).append(p.source)
+            (report.updated if p.existed else report.added).append(source)
         writer.put(batch)
         report.chunks_embedded += len(texts)
+
+
+class _Plan:
+    """Which document each file found is, and which folders were walked."""
+
+    def __init__(self, ingestor: Ingestor, known: dict[str, Known], wanted: str | None) -> None:
+        self.ingestor = ingestor
+        self.store = ingestor.nb.store
+        self.known = known
+        self.wanted = wanted
+        self.collections = self.store.collections()
+        self.by_file = {Path(self.collections[k.collection].root, k.path): k for k in known.values()
+                        if k.collection in self.collections and self.collections[k.collection].root}
+        self.targets: list[_Target] = []
+        self.scopes: list[Path] = []
+        self._sources: set[str] = set()
+
+    def add(self, path: Path, report: IngestReport) -> None:
+        if path.is_dir():
+            root = path.resolve()
+            collection = self._collection_for(root, self.wanted)
+            found = walk(root, set(KINDS), follow_outside=self.ingestor.follow_links)
+            report.skipped += found.skipped
+            self.scopes.append(root)
+            for f in found.files:
+                self._target(f, collection)
+        elif path.is_file() or path.is_symlink():
+            parent = path.absolute().parent.resolve()
+            found = FoundFile(parent / path.name, Path(os.path.realpath(path)))
+            if not found.real.is_relative_to(parent) and not self.ingestor.follow_links:
+                report.skipped.append((str(path), f"skipped: a link to {found.real}, outside its folder "
+                                                  "(pass --follow-links to read links that leave the folder)"))
+                return
+            inner = self._innermost(found.real)
+            self._target(found, inner.name if inner else self._collection_for(parent, None))
+        else:
+            report.failed.append((str(path), f"{path}: no such file or folder"))
+
+    def _target(self, found: FoundFile, collection: str) -> None:
+        known = self.by_file.get(found.real)
+        if known:  # a file keeps the identity it has, whichever folder reached it
+            target = _Target(found, known.collection, known.path)
+        else:
+            root = Path(self.collections[collection].root)
+            where = found.real if found.real.is_relative_to(root) else found.path
+            target = _Target(found, collection, relative_inside(where, root))
+        if target.source not in self._sources:
+            self._sources.add(target.source)
+            self.targets.append(target)
+
+    def _innermost(self, path: Path) -> Collection | None:
+        holding = [c for c in self.collections.values() if c.root and path.is_relative_to(c.root)]
+        return max(holding, key=lambda c: len(c.root), default=None)
+
+    def _collection_for(self, root: Path, wanted: str | None) -> str:
+        exact = next((c for c in self.collections.values() if c.root == str(root)), None)
+        if exact:
+            if wanted is not None and wanted != exact.name:
+                raise IngestError(f"folder {root} is already the collection {exact.name!r}")
+            return exact.name
+        if wanted is None:
+            holding = self._innermost(root)
+            if holding:
+                return holding.name
+            legacy = self.collections.get(LEGACY_COLLECTION)
+            if legacy and legacy.root is None and any(
+                    k.collection == LEGACY_COLLECTION and k.mtime is not None and (root / k.path).is_file()
+                    for k in self.known.values()):
+                return self._save(LEGACY_COLLECTION, root, claim=True)
+            return self._save(collection_name_for(root, set(self.collections)), root)
+        if wanted in self.collections:
+            raise IngestError(f"collection {wanted!r} already holds {self.collections[wanted].root or 'uploads'}")
+        return self._save(wanted, root)
+
+    def _save(self, name: str, root: Path, *, claim: bool = False) -> str:
+        with self.store.transaction() as db:
+            if claim:
+                collection = self.store.set_collection_root(db, name, str(root))
+            else:
+                collection = self.store.add_collection(db, name, str(root))
+        self.collections[name] = collection
+        self.by_file.update({root / k.path: k for k in self.known.values() if k.collection == name})
+        return name
+
+    def gone(self) -> list[str]:
+        """Stored file documents under the folders walked whose files were not found."""
+        out = []
+        for source, k in self.known.items():
+            collection = self.collections.get(k.collection)
+            if source in self._sources or k.mtime is None or not collection or not collection.root:
+                continue  # seen now, an upload, or not a folder's
+            if any(Path(collection.root, k.path).is_relative_to(scope) for scope in self.scopes):
+                out.append(source)
+        return sorted(out)
 
 
 def embedding_text(title: str, chunk: chunkers.Chunk) -> str:
@@ -211,6 +407,3 @@ def embedding_text(title: str, chunk: chunkers.Chunk) -> str:
     context = " > ".join(headings) if headings else title
     return f"{context}\n{chunk.text}" if context and not chunk.text.startswith("#") else chunk.text
 
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)

@@ -10,6 +10,12 @@ generation equals the data generation and its checksum matches; otherwise (a
 killed ingest, a corrupt or truncated file) it rebuilds the index from the
 vectors in SQLite, which is the source of truth. Writers are serialised by a lock
 file; readers never wait for them (WAL).
+
+Storage faults (see ``integrity``): a damaged store is refused when opened, and
+damage met later by a read raises ``StoreDamagedError``; a full disk raises
+``StorageFullError`` for a commit that did not happen, while failing to save the
+index after a commit is only a notice (SQLite holds the data; the index is
+rebuilt from it on the next load), so a reader on a full disk searches from memory.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import fcntl
 import functools
 import logging
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +34,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import EmbeddingMismatchError, IndexCorruptError, RetrievalError
+from .errors import EmbeddingMismatchError, IndexCorruptError, RetrievalError, StorageFullError, StoreDamagedError
+from .integrity import DB_NAME, CheckReport, check_at_open, full_check, guard, translate
 from .store import ChunkRecord, DocumentRecord, Store
 from .vectors import VectorIndex, kind_for
 
@@ -66,14 +74,17 @@ class Notebook:
     def __init__(self, folder: str | os.PathLike | None = None, *, embedding_model: str | None = None, embedder=None) -> None:
         self.folder = resolve_data_dir(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.folder / "notes.sqlite")
+        check_at_open(self.folder)
+        with guard(self.folder, "opening the store"):
+            self.store = Store(self.folder / DB_NAME)
         self.notices: list[str] = []
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._last_rebuild = 0.0
         self._writing = False
-        recorded = self.store.get_meta("embedding")
+        with guard(self.folder, "opening the store"):
+            recorded = self.store.get_meta("embedding")
         self.embedding_model = embedding_model or (recorded or {}).get("model") or _default_model()
         if recorded and embedding_model and recorded["model"] != embedding_model:
             raise EmbeddingMismatchError(
@@ -111,7 +122,7 @@ class Notebook:
     # --- index ------------------------------------------------------------------
 
     def index(self) -> VectorIndex:
-        with self._lock:
+        with self._lock, self._guard("loading the index"):
             self._sync_index()
             assert self._index is not None
             return self._index
@@ -154,10 +165,27 @@ class Notebook:
         self._index_generation = generation
         self._last_rebuild = time.monotonic()
         if not self._writing:
-            with contextlib.suppress(BlockingIOError):
+            try:
                 with self._write_lock(blocking=False):
                     if self.store.data_generation() == generation:
-                        self._persist_index()
+                        self._try_persist()
+            except BlockingIOError:
+                pass  # a writer holds the folder and saves the index itself
+            except OSError as exc:  # no lock file on a full or read-only disk
+                self._index_not_saved(exc)
+
+    def _try_persist(self) -> None:
+        """Save the index; failing to is a notice, never an error: SQLite holds the data."""
+        try:
+            self._persist_index()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if isinstance(translate(exc, self.folder), StoreDamagedError):
+                raise
+            self._index_not_saved(exc)
+
+    def _index_not_saved(self, exc: BaseException) -> None:
+        why = translate(exc, self.folder, "saving the index") or exc
+        self._notice(f"index not saved: {why}; searches use the index in memory and it is rebuilt from {DB_NAME} on the next load")
 
     def _persist_index(self) -> None:
         index = self._index
@@ -181,6 +209,20 @@ class Notebook:
         self.notices.append(message)
 
     @contextlib.contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Damage and a full disk become one-line ``StorageError`` exceptions; a commit that
+        failed for want of space leaves no transaction open."""
+        try:
+            with guard(self.folder, doing):
+                yield
+        except StorageFullError:
+            db = self.store.db
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
     def _write_lock(self, blocking: bool = True) -> Iterator[None]:
         with open(self.folder / "write.lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -194,7 +236,7 @@ class Notebook:
         """Exclusive write session; the index is persisted when it closes."""
         # The in-process lock is held only while the index changes, so searches
         # keep running while a writer loads, chunks and embeds.
-        with self._write_lock():
+        with self._guard("writing"), self._write_lock():
             with self._lock:
                 self._writing = True
             try:
@@ -206,7 +248,7 @@ class Notebook:
                     if writer.changed or self._index_generation != self._manifest_generation():
                         if self._index is not None and self._index.kind != kind_for(self._index.count):
                             self._rebuild()
-                        self._persist_index()
+                        self._try_persist()
             finally:
                 self._writing = False
 
@@ -217,6 +259,10 @@ class Notebook:
     # --- reading ----------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, *, filters: dict[str, Any] | None = None, mode: str = "hybrid") -> list[Hit]:
+        with self._guard("searching"):
+            return self._search(query, k, filters, mode)
+
+    def _search(self, query: str, k: int, filters: dict[str, Any] | None, mode: str) -> list[Hit]:
         query = check_query(query, "query")
         k = check_k(k)
         if mode not in SEARCH_MODES:
@@ -277,18 +323,29 @@ class Notebook:
         return answer_question(self, question, k=k, **options)
 
     def document(self, doc_id: int) -> dict[str, Any]:
-        return self.store.document(doc_id)
+        with self._guard("reading"):
+            return self.store.document(doc_id)
 
     def documents(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
-        return self.store.documents(limit=limit, offset=offset)
+        with self._guard("reading"):
+            return self.store.documents(limit=limit, offset=offset)
 
     def delete(self, doc_id: int) -> dict[str, Any]:
-        doc = self.store.document(doc_id, with_text=False)
+        with self._guard("reading"):
+            doc = self.store.document(doc_id, with_text=False)
         with self.writer() as w:
             w.delete(doc_id)
         return doc
 
+    def check(self) -> CheckReport:
+        """The full check (``noteloom status --check``): see ``retrieval.integrity``."""
+        return full_check(self)
+
     def status(self) -> dict[str, Any]:
+        with self._guard("reading"):
+            return self._status()
+
+    def _status(self) -> dict[str, Any]:
         counts = self.store.counts()
         manifest = self.store.get_meta("index") or {}
         index = self.index() if counts["chunks"] or manifest else None
@@ -341,9 +398,9 @@ class Writer:
             nb._index_generation = nb.store.data_generation()
         self.changed = True
 
-    def touch(self, doc_id: int, mtime: float | None, size: int | None) -> None:
+    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None) -> None:
         with self.nb.store.transaction() as db:
-            self.nb.store.touch_document(db, doc_id, mtime, size)
+            self.nb.store.touch_document(db, doc_id, mtime, size, stamp)
 
     def delete(self, doc_id: int) -> None:
         with self.nb._lock:

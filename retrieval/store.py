@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -24,6 +24,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents(
     id INTEGER PRIMARY KEY,
     source TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL,
+    path TEXT NOT NULL,
+    stamp TEXT,
     title TEXT NOT NULL,
     kind TEXT NOT NULL,
     mtime REAL,
@@ -55,7 +58,12 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
 END;
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab(chunks_fts, 'row');
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections(name TEXT PRIMARY KEY, root TEXT UNIQUE, created_at REAL NOT NULL);
 """
+# Created after the migration, which adds the columns they index.
+INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);"
+SCHEMA_VERSION = 2
+LEGACY_COLLECTION = ""  # documents stored before collections existed keep their bare sources
 # In a large collection a word found in more than COMMON_SHARE of the chunks adds
 # little to BM25 but makes FTS5 score most of the table: it is left out of the
 # query when rarer words remain (100k chunks: lexical p99 54 -> ~13 ms).
@@ -68,6 +76,11 @@ def stable_id(*parts: object) -> int:
     exact in JSON for JavaScript clients (2**53)."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 11
+
+
+def source_name(collection: str, path: str) -> str:
+    """The unique, human-readable name of a document: ``collection/path``."""
+    return path if collection == LEGACY_COLLECTION else f"{collection}/{path}"
 
 
 def document_id(source: str) -> int:
@@ -89,10 +102,34 @@ class DocumentRecord:
     size: int | None = None
     tags: list[str] = field(default_factory=list)
     chunker: str = ""
+    collection: str = LEGACY_COLLECTION
+    path: str = ""  # inside the collection; empty means the source itself
+    stamp: str | None = None  # file identity at ingest (see ingest.pipeline.file_stamp)
 
     @property
     def id(self) -> int:
         return document_id(self.source)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A named set of documents: a folder (``root``, absolute) or API uploads (``root`` None)."""
+
+    name: str
+    root: str | None
+
+
+class Known(NamedTuple):
+    """What ingest needs to know of a stored document to decide whether to re-read it."""
+
+    source: str
+    collection: str
+    path: str
+    mtime: float | None
+    size: int | None
+    stamp: str | None
+    content_hash: str
+    chunker: str
 
 
 @dataclass
@@ -117,6 +154,25 @@ class Store:
         self._df_generation = -1
         self._chunk_total = 0
         self.db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+        self._migrate()
+        self.db.executescript(INDEXES)
+
+    def _migrate(self) -> None:
+        """Version 1 folders had no collections: their documents become the legacy
+        collection (bare sources, ids unchanged), claimed by the first folder that
+        holds their files (see ingest.pipeline)."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+        if "collection" in columns:
+            return
+        with self.transaction() as db:
+            db.execute("ALTER TABLE documents ADD COLUMN collection TEXT NOT NULL DEFAULT ''")
+            db.execute("ALTER TABLE documents ADD COLUMN path TEXT NOT NULL DEFAULT ''")
+            db.execute("ALTER TABLE documents ADD COLUMN stamp TEXT")
+            db.execute("UPDATE documents SET collection=?, path=source", (LEGACY_COLLECTION,))
+            if db.execute("SELECT 1 FROM documents LIMIT 1").fetchone():
+                db.execute("INSERT OR IGNORE INTO collections(name, root, created_at) VALUES(?, NULL, ?)",
+                           (LEGACY_COLLECTION, time.time()))
+            self.set_meta(db, "schema", SCHEMA_VERSION)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -176,12 +232,13 @@ class Store:
         old = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id=?", (doc.id,))]
         db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
         db.execute(
-            "INSERT INTO documents(id, source, title, kind, mtime, size, content_hash, chunker, tags, text, added_at) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET title=excluded.title, kind=excluded.kind, "
-            "mtime=excluded.mtime, size=excluded.size, content_hash=excluded.content_hash, chunker=excluded.chunker, "
-            "tags=excluded.tags, text=excluded.text, added_at=excluded.added_at",
-            (doc.id, doc.source, doc.title, doc.kind, doc.mtime, doc.size, doc.content_hash, doc.chunker,
-             json.dumps(doc.tags), doc.text, time.time()),
+            "INSERT INTO documents(id, source, collection, path, stamp, title, kind, mtime, size, content_hash, chunker, tags, "
+            "text, added_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET stamp=excluded.stamp, "
+            "title=excluded.title, kind=excluded.kind, mtime=excluded.mtime, size=excluded.size, "
+            "content_hash=excluded.content_hash, chunker=excluded.chunker, tags=excluded.tags, text=excluded.text, "
+            "added_at=excluded.added_at",
+            (doc.id, doc.source, doc.collection, doc.path or doc.source, doc.stamp, doc.title, doc.kind, doc.mtime, doc.size,
+             doc.content_hash, doc.chunker, json.dumps(doc.tags), doc.text, time.time()),
         )
         db.executemany(
             "INSERT INTO chunks(id, doc_id, idx, start, end, token_count, headings, text, vector) VALUES(?,?,?,?,?,?,?,?,?)",
@@ -191,8 +248,17 @@ class Store:
         self._bump(db)
         return old
 
-    def touch_document(self, db: sqlite3.Connection, doc_id: int, mtime: float | None, size: int | None) -> None:
-        db.execute("UPDATE documents SET mtime=?, size=? WHERE id=?", (mtime, size, doc_id))
+    def touch_document(self, db: sqlite3.Connection, doc_id: int, mtime: float | None, size: int | None,
+                       stamp: str | None = None) -> None:
+        db.execute("UPDATE documents SET mtime=?, size=?, stamp=? WHERE id=?", (mtime, size, stamp, doc_id))
+
+    def add_collection(self, db: sqlite3.Connection, name: str, root: str | None) -> Collection:
+        db.execute("INSERT OR IGNORE INTO collections(name, root, created_at) VALUES(?, ?, ?)", (name, root, time.time()))
+        return Collection(name, root)
+
+    def set_collection_root(self, db: sqlite3.Connection, name: str, root: str) -> Collection:
+        db.execute("UPDATE collections SET root=? WHERE name=?", (root, name))
+        return Collection(name, root)
 
     def delete_document(self, db: sqlite3.Connection, doc_id: int) -> list[int]:
         ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id=?", (doc_id,))]
@@ -204,12 +270,21 @@ class Store:
 
     # --- reads --------------------------------------------------------------
 
-    def fingerprints(self) -> dict[str, tuple[float | None, int | None, str, str]]:
-        """source -> (mtime, size, content_hash, chunker) for every document."""
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in self.db.execute("SELECT source, mtime, size, content_hash, chunker FROM documents")}
+    def known(self) -> dict[str, Known]:
+        """source -> what ingest compares, for every document."""
+        rows = self.db.execute("SELECT source, collection, path, mtime, size, stamp, content_hash, chunker FROM documents")
+        return {r[0]: Known(*r) for r in rows}
+
+    def known_source(self, source: str) -> Known | None:
+        row = self.db.execute("SELECT source, collection, path, mtime, size, stamp, content_hash, chunker FROM documents "
+                              "WHERE source=?", (source,)).fetchone()
+        return Known(*row) if row else None
+
+    def collections(self) -> dict[str, Collection]:
+        return {r[0]: Collection(r[0], r[1]) for r in self.db.execute("SELECT name, root FROM collections")}
 
     def document(self, doc_id: int, *, with_text: bool = True) -> dict[str, Any]:
-        cols = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at" + (", text" if with_text else "")
+        cols = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path" + (", text" if with_text else "")
         row = self.db.execute(f"SELECT {cols} FROM documents WHERE id=?", (doc_id,)).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
@@ -221,24 +296,24 @@ class Store:
 
     def documents(self, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT d.id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, "
+            "SELECT d.id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path, "
             "(SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d ORDER BY source LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
         out = []
         for row in rows:
-            doc = self._doc_dict(row[:10], False)
-            doc["chunks"] = row[10]
+            doc = self._doc_dict(row[:12], False)
+            doc["chunks"] = row[12]
             out.append(doc)
         return out
 
     @staticmethod
     def _doc_dict(row: Sequence[Any], with_text: bool) -> dict[str, Any]:
-        keys = ["id", "source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at"]
+        keys = ["id", "source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at", "collection", "path"]
         doc = dict(zip(keys, row))
         doc["tags"] = json.loads(doc["tags"])
         if with_text:
-            doc["text"] = row[10]
+            doc["text"] = row[12]
         return doc
 
     def chunks(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:

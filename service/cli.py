@@ -43,12 +43,17 @@ def cmd_ingest(args) -> int:
     from ingest import Ingestor
 
     nb = _notebook(args)
-    report = Ingestor(nb, _chunking(args), progress=sys.stderr.isatty()).ingest_paths(args.paths, prune=args.prune)
+    ingestor = Ingestor(nb, _chunking(args), progress=sys.stderr.isatty(), follow_links=args.follow_links)
+    report = ingestor.ingest_paths(args.paths, prune=args.prune, collection=args.collection)
     for notice in nb.notices:
         print(f"noteloom: {notice}", file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:
+        for source, reason in report.skipped:
+            print(f"noteloom ingest: {source}: {reason}", file=sys.stderr)
+        for source, notice in report.notices:
+            print(f"noteloom ingest: {source}: {notice}", file=sys.stderr)
         for source, error in report.failed:
             print(f"noteloom ingest: error: {error}", file=sys.stderr)
         print(report.summary())
@@ -218,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="add notes (files or folders) to the notebook")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
-    ingest.add_argument("--prune", action="store_true", help="remove stored files that are no longer there")
+    ingest.add_argument("--prune", action="store_true",
+                        help="remove stored notes whose files are gone from the folders given (nothing else)")
+    ingest.add_argument("--collection", default=None,
+                        help="name for the folder's collection (default: the folder's name); sources are COLLECTION/PATH")
+    ingest.add_argument("--follow-links", action="store_true",
+                        help="also read symbolic links that point outside the folder (never /proc, /sys, /dev)")
     ingest.add_argument("--method", default=None, help="chunker (default hybrid)")
     ingest.add_argument("--max-tokens", type=int, default=None, help="chunk budget (default 256)")
     ingest.add_argument("--overlap", type=int, default=None, help="chunk overlap (default 32)")

@@ -39,14 +39,14 @@ def test_changed_file_reembeds_only_its_chunks_and_prune_removes(notebook, notes
     path = notes_copy / "chunking-recursive.md"
     path.write_text(path.read_text() + "\n\n## Added later\n\nA brand new paragraph about zebra-striped separators.\n")
     report = Ingestor(notebook).ingest_paths([notes_copy])
-    doc = notebook.store.document_by_source("chunking-recursive.md")
-    assert report.updated == ["chunking-recursive.md"] and report.chunks_embedded == notebook.store.documents_chunk_count(doc["id"])
-    assert notebook.search("zebra-striped separators", k=1)[0].source == "chunking-recursive.md"
+    doc = notebook.store.document_by_source("notes/chunking-recursive.md")
+    assert report.updated == ["notes/chunking-recursive.md"] and report.chunks_embedded == notebook.store.documents_chunk_count(doc["id"])
+    assert notebook.search("zebra-striped separators", k=1)[0].source == "notes/chunking-recursive.md"
     (notes_copy / "sd-lora-datasets.md").unlink()
     kept = Ingestor(notebook).ingest_paths([notes_copy])
-    assert kept.removed == [] and notebook.store.document_by_source("sd-lora-datasets.md") is not None
+    assert kept.removed == [] and notebook.store.document_by_source("notes/sd-lora-datasets.md") is not None
     pruned = Ingestor(notebook).ingest_paths([notes_copy], prune=True)
-    assert pruned.removed == ["sd-lora-datasets.md"] and notebook.store.document_by_source("sd-lora-datasets.md") is None
+    assert pruned.removed == ["notes/sd-lora-datasets.md"] and notebook.store.document_by_source("notes/sd-lora-datasets.md") is None
     check_store_consistent(notebook)
 
 
@@ -69,13 +69,13 @@ def test_chunk_ids_derive_from_document_and_offsets(tmp_path, notes_copy):
 
 def test_front_matter_tags_and_filters(notebook, notes_copy):
     Ingestor(notebook).ingest_paths([notes_copy])
-    doc = notebook.store.document_by_source("sd-prompting-basics.md")
+    doc = notebook.store.document_by_source("notes/sd-prompting-basics.md")
     assert doc["tags"] and not doc["text"].startswith("---")
     tag = doc["tags"][0]
     hits = notebook.search("negative prompt", k=5, filters={"tags": [tag]})
     assert hits and all(tag in notebook.store.document(h.doc_id)["tags"] for h in hits)
-    hits = notebook.search("learning rate", k=5, filters={"source_prefix": "sd-lora"})
-    assert hits and all(h.source.startswith("sd-lora") for h in hits)
+    hits = notebook.search("learning rate", k=5, filters={"source_prefix": "notes/sd-lora"})
+    assert hits and all(h.source.startswith("notes/sd-lora") for h in hits)
     with pytest.raises(RetrievalError, match="unknown filter 'colour'"):
         notebook.search("x", filters={"colour": "red"})
 
@@ -130,21 +130,21 @@ def test_pdf_and_html_ingest_with_citations(notebook, tmp_path):
     (folder / "lora.pdf").write_bytes(make_pdf(["LoRA rank 8 is plenty for a face.", "Use rank 32 for a painting style."]))
     (folder / "bad.md").write_bytes(b"caf\xe9")
     report = Ingestor(notebook).ingest_paths([folder, tmp_path / "missing"])
-    assert report.added == ["lora.pdf"]
-    assert {s for s, _ in report.failed} == {"bad.md", str(tmp_path / "missing")}
+    assert report.added == ["mixed/lora.pdf"]
+    assert {s for s, _ in report.failed} == {"mixed/bad.md", str(tmp_path / "missing")}
     hit = notebook.search("which LoRA rank for a face", k=1)[0]
-    assert hit.source == "lora.pdf" and "rank 8" in notebook.document(hit.doc_id)["text"][hit.start : hit.end]
+    assert hit.source == "mixed/lora.pdf" and "rank 8" in notebook.document(hit.doc_id)["text"][hit.start : hit.end]
 
 
 def test_delete_and_unknown_ids(notebook, notes_copy):
     Ingestor(notebook).ingest_paths([notes_copy])
-    doc = notebook.store.document_by_source("chunking-recursive.md")
+    doc = notebook.store.document_by_source("notes/chunking-recursive.md")
     notebook.delete(doc["id"])
     with pytest.raises(DocumentNotFoundError):
         notebook.document(doc["id"])
     with pytest.raises(DocumentNotFoundError):
         notebook.delete(doc["id"])
-    assert all(h.source != "chunking-recursive.md" for h in notebook.search("separator hierarchy", k=10))
+    assert all(h.source != "notes/chunking-recursive.md" for h in notebook.search("separator hierarchy", k=10))
     check_store_consistent(notebook)
 
 

@@ -79,17 +79,17 @@ def test_upload_list_get_search_ask_delete(loaded):
     again = loaded.post("/documents", json={"text": "# Lighting\n\nRim light outlines the subject with a bright edge.", "source": "api/lighting.md"})
     assert again.json()["status"] == "unchanged"
     doc = loaded.get(f"/documents/{doc_id}").json()
-    assert doc["source"] == "api/lighting.md" and doc["text"].startswith("# Lighting")
+    assert doc["source"] == "uploads/api/lighting.md" and doc["text"].startswith("# Lighting")
     hits = loaded.post("/search", json={"query": "bright edge around the subject", "k": 3}).json()["hits"]
-    assert hits[0]["source"] == "api/lighting.md" and doc["text"][hits[0]["start"] : hits[0]["end"]] == hits[0]["text"]
+    assert hits[0]["source"] == "uploads/api/lighting.md" and doc["text"][hits[0]["start"] : hits[0]["end"]] == hits[0]["text"]
     assert "vector" not in hits[0]
-    filtered = loaded.post("/search", json={"query": "chunk", "k": 5, "filters": {"source_prefix": "api/"}}).json()["hits"]
-    assert [h["source"] for h in filtered] == ["api/lighting.md"]
+    filtered = loaded.post("/search", json={"query": "chunk", "k": 5, "filters": {"source_prefix": "uploads/api/"}}).json()["hits"]
+    assert [h["source"] for h in filtered] == ["uploads/api/lighting.md"]
     answer = loaded.post("/ask", json={"question": "What does rim light do?"}).json()
-    assert answer["covered"] and answer["citations"][0]["source"] == "api/lighting.md"
+    assert answer["covered"] and answer["citations"][0]["source"] == "uploads/api/lighting.md"
     c = answer["citations"][0]
     assert doc["text"][c["start"] : c["end"]] == c["text"]
-    assert loaded.delete(f"/documents/{doc_id}").json()["source"] == "api/lighting.md"
+    assert loaded.delete(f"/documents/{doc_id}").json()["source"] == "uploads/api/lighting.md"
     assert loaded.get(f"/documents/{doc_id}").status_code == 404
 
 
