@@ -264,6 +264,10 @@ class Workers:
         for worker in workers:
             worker.stop(gently=worker in idle)
 
+    def pids(self) -> list[int]:
+        with self._lock:
+            return sorted(w.process.pid for w in self._all)
+
     def __enter__(self) -> "Workers":
         return self.start()
 
@@ -278,13 +282,17 @@ class Workers:
         return worker
 
     def _take(self) -> _Worker:
+        """An idle worker (waiting while all are busy); one found dead is replaced first."""
         while True:
             if self._closed:
                 raise WorkerDiedError("the ingest workers are shut down")
             try:
-                return self._idle.get(timeout=1.0)
+                worker = self._idle.get(timeout=1.0)
             except queue.Empty:
                 continue
+            if worker.process.poll() is None:
+                return worker
+            self._replace(worker)
 
     def _replace(self, worker: _Worker) -> int | None:
         with self._lock:
