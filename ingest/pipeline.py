@@ -331,7 +331,7 @@ class _Plan:
             self.scopes.append(root)
             for f in found.files:
                 self._target(f, collection)
-        elif path.is_file() or path.is_symlink():
+        elif path.exists() or path.is_symlink():
             parent = path.absolute().parent.resolve()
             found = FoundFile(parent / path.name, Path(os.path.realpath(path)))
             if not found.real.is_relative_to(parent) and not self.ingestor.follow_links:
