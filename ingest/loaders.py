@@ -253,7 +253,10 @@ def _bounded_loader():
 
 
 def _parse_yaml(block: str, max_depth: int) -> dict:
-    loader = _bounded_loader()(block, max_depth)
+    try:
+        loader = _bounded_loader()(block, max_depth)
+    except ImportError:
+        raise _Refused("reading it needs PyYAML (pip install pyyaml)") from None
     try:
         data = loader.get_single_data()
     except _Refused:
