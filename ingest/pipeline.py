@@ -169,10 +169,9 @@ class Ingestor:
             check_collection_name(collection)
             if sum(p.is_dir() for p in paths) != 1:
                 raise IngestError("--collection names one folder: give exactly one folder with it")
-        store = self.nb.store
-        known = store.known()
         key = self.chunking.key
         with self.nb.writer() as writer:
+            known = self.nb.store.known()  # under the write lock: no other writer changes it meanwhile
             writer.set_meta("chunker", json.loads(key))
             plan = _Plan(self, known, collection)
             for path in paths:
