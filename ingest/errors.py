@@ -34,3 +34,7 @@ class EmptyDocumentError(IngestError):
 
 class InvalidSourceError(IngestError):
     """A source or collection name that could escape its collection or is unreadable."""
+
+
+class ExpansionLimitError(IngestError):
+    pass

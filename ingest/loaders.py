@@ -21,11 +21,12 @@ import re
 import threading
 import time
 import unicodedata
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import CorruptFileError, FileTooLargeError, UnsupportedFileError
+from .errors import CorruptFileError, ExpansionLimitError, FileTooLargeError, UnsupportedFileError
 
 KINDS = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -46,6 +47,7 @@ class LoadLimits:
     max_pdf_chars: int = 5_000_000
     max_pdf_chars_per_byte: int = 100  # extracted characters per byte of PDF: real PDFs stay under 5
     max_pdf_seconds: float = 60.0  # checked after each page
+    max_pdf_stream_bytes: int = 16 * 1024 * 1024  # one inflated content stream; a larger one is refused
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -568,6 +570,7 @@ class _PdfStop(Exception):
 def _load_pdf(data: bytes, name: str, stem: str, limits: LoadLimits) -> Loaded:
     if not data.startswith(b"%PDF"):
         raise CorruptFileError(f"{name}: not a PDF (no %PDF header)")
+    _check_pdf_streams(data, name, limits)
     notices: list[str] = []
     try:
         import pypdfium2  # noqa: F401
@@ -596,12 +599,14 @@ class _PageBudget:
         if self.pages < total_pages:
             notices.append(f"read {self.pages:,} of {total_pages:,} pages (max_pdf_pages={limits.max_pdf_pages:,})")
 
-    def take(self, page_no: int, text: str) -> str:
-        """The part of a page's text that fits; raises _PdfStop once a limit is reached."""
+    def take(self, page_no: int, text: str, cut: bool) -> str:
+        """The part of a page's text that fits (``cut``: the extractor already stopped
+        at the budget); raises _PdfStop once a limit is reached."""
         text = normalise(_PDF_JUNK.sub("", text), self.notices).strip()
-        if len(text) > self.chars:
-            self.notices.append(f"stopped at {self.chars_limit}: page {page_no + 1:,} of {self.total:,} was cut after "
-                                f"{self.chars:,} characters and later pages were not read")
+        if cut or len(text) > self.chars:
+            later = " and later pages were not read" if page_no + 1 < self.pages else ""
+            self.notices.append(f"stopped at {self.chars_limit}: page {page_no + 1:,} of {self.total:,} was cut to "
+                                f"the {self.chars:,} characters left{later}")
             raise _PdfStop(text[: self.chars])
         self.chars -= len(text)
         if time.monotonic() > self.deadline and page_no + 1 < self.pages:
@@ -614,7 +619,7 @@ def _read_pages(budget: _PageBudget, page_text) -> list[str]:
     pages = []
     for i in range(budget.pages):
         try:
-            pages.append(budget.take(i, page_text(i, budget.chars)))
+            pages.append(budget.take(i, *page_text(i, budget.chars)))
         except _PdfStop as stop:
             pages.append(stop.args[0])
             break
@@ -631,11 +636,12 @@ def _pdfium_pages(data: bytes, name: str, limits: LoadLimits, notices: list[str]
             raise CorruptFileError(f"{name}: the PDF is encrypted") from None
         raise CorruptFileError(f"{name}: broken PDF ({exc})") from None
 
-    def page_text(i: int, max_chars: int) -> str:
+    def page_text(i: int, max_chars: int) -> tuple[str, bool]:
         page = doc[i]
         textpage = page.get_textpage()
-        try:  # read at most what the budget can take, plus one to see that it was cut
-            return textpage.get_text_range(0, min(textpage.count_chars(), max_chars + 1))
+        try:  # read at most what the budget can take
+            count = textpage.count_chars()
+            return textpage.get_text_range(0, min(count, max_chars)), count > max_chars
         finally:
             textpage.close()
             page.close()
@@ -660,10 +666,72 @@ def _pypdf_pages(data: bytes, name: str, limits: LoadLimits, notices: list[str])
         if reader.is_encrypted:
             raise CorruptFileError(f"{name}: the PDF is encrypted")
         budget = _PageBudget(len(reader.pages), len(data), limits, notices)
-        pages = _read_pages(budget, lambda i, _max_chars: reader.pages[i].extract_text() or "")
+        pages = _read_pages(budget, lambda i, _max_chars: (reader.pages[i].extract_text() or "", False))
         title = reader.metadata.title if reader.metadata and reader.metadata.title else ""
     except CorruptFileError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
         raise CorruptFileError(f"{name}: broken PDF ({type(exc).__name__}: {exc})") from None
     return pages, str(title)
+
+
+# A 1,279-byte PDF whose content stream is Flate inside Flate inflates to 54 MB,
+# and PDFium then aborts the whole process for want of memory. Streams can never
+# sit inside object streams, so scanning the file's bytes finds them all; each
+# Flate-encoded stream is inflated piecewise (nothing kept) and measured first.
+_STREAM_KEYWORD = re.compile(rb"(?<!end)stream\r?\n")
+_FILTERS = re.compile(rb"/Filter\s*(\[[^\]]*\]|/[A-Za-z0-9]+)")
+_NOT_CONTENT = re.compile(rb"/Subtype\s*/(?:Image|Type1C|CIDFontType0C|OpenType)|/Length[123]\b|/(?:XRef|ObjStm|EmbeddedFile)\b")
+
+
+class _Inflated(Exception):
+    pass
+
+
+def _check_pdf_streams(data: bytes, name: str, limits: LoadLimits) -> None:
+    """Refuse a PDF with a content stream that inflates past max_pdf_stream_bytes."""
+    budget, last_end = limits.max_pdf_stream_bytes, 0
+    for m in _STREAM_KEYWORD.finditer(data):
+        head = data[max(last_end, m.start() - 4096) : m.start()]
+        last_end = m.end()
+        head = head[head.rfind(b"obj") + 1 :]
+        filters = _FILTERS.search(head)
+        if not filters or _NOT_CONTENT.search(head):
+            continue
+        layers = 0
+        for f in re.findall(rb"/([A-Za-z0-9]+)", filters.group(1)):
+            if f not in (b"FlateDecode", b"Fl"):
+                break
+            layers += 1
+        end = data.find(b"endstream", m.end())
+        try:
+            _inflate_measure(data[m.end() : end if end >= 0 else len(data)], layers, budget)
+        except _Inflated:
+            raise ExpansionLimitError(f"{name}: a content stream at byte {m.end():,} inflates past max_pdf_stream_bytes="
+                                      f"{budget:,} ({layers} Flate layer(s)); refused before parsing") from None
+
+
+def _inflate_measure(raw: bytes, layers: int, budget: int) -> None:
+    """Inflate ``layers`` nested Flate encodings piece by piece; raise _Inflated past ``budget`` bytes."""
+    decoders = [zlib.decompressobj() for _ in range(layers)]
+    total = 0
+
+    def feed(level: int, chunk: bytes) -> None:
+        nonlocal total
+        while chunk:
+            out = decoders[level].decompress(chunk, 1 << 20)
+            chunk = decoders[level].unconsumed_tail
+            if level + 1 < layers:
+                feed(level + 1, out)
+            else:
+                total += len(out)
+                if total > budget:
+                    raise _Inflated
+            if not out:
+                break
+
+    if layers:
+        try:
+            feed(0, raw)
+        except zlib.error:  # broken data: the parser will say so
+            pass
