@@ -64,9 +64,15 @@ def server(tmp_path_factory):
     client.pid = proc.pid
     yield client
     client.close()
-    pids = worker_pids(proc.pid)
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        pids = worker_pids(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
     assert pids and all(gone(pid) for pid in pids), "workers outlived the server"
 
 
