@@ -133,7 +133,7 @@ def load_bytes(data: bytes, name: str, kind: str | None = None, limits: LoadLimi
     notices: list[str] = []
     text = normalise(decode_utf8(data, name), notices)
     if kind == "html":
-        loaded = _load_html(text, stem, limits)
+        loaded = _load_html(text, name, stem, limits)
     elif kind == "markdown":
         loaded = _load_markdown(text, stem, limits)
     elif kind == "text":
@@ -182,13 +182,14 @@ def _load_markdown(text: str, stem: str, limits: LoadLimits) -> Loaded:
     return Loaded(body, clip_title(title, limits, notices), "markdown", meta.tags, notices)
 
 
-def _load_html(text: str, stem: str, limits: LoadLimits) -> Loaded:
+def _load_html(text: str, name: str, stem: str, limits: LoadLimits) -> Loaded:
     notices: list[str] = []
-    body, title = html_to_text(text, notices)
+    try:
+        body, title = html_to_text(text, notices)
+    except (ValueError, AssertionError, IndexError, RecursionError) as exc:  # a scanner bug must not become a 500
+        raise CorruptFileError(f"{name}: could not read the HTML ({type(exc).__name__}: {exc})") from None
     title = title or heading_title(body) or stem
     return Loaded(body, clip_title(title, limits, notices), "html", [], notices)
-
-
 
 
 # Front matter -------------------------------------------------------------
@@ -256,10 +257,12 @@ def _bounded_loader():
 
 def _parse_yaml(block: str, max_depth: int) -> dict:
     try:
-        loader = _bounded_loader()(block, max_depth)
+        loader_class = _bounded_loader()
     except ImportError:
         raise _Refused("reading it needs PyYAML (pip install pyyaml)") from None
+    loader = None
     try:
+        loader = loader_class(block, max_depth)  # the reader already refuses control characters here
         data = loader.get_single_data()
     except _Refused:
         raise
@@ -267,7 +270,8 @@ def _parse_yaml(block: str, max_depth: int) -> dict:
         reason = " ".join(str(exc).split())[:200]
         raise _Refused(f"not valid YAML: {type(exc).__name__}: {reason}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):

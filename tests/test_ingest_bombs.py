@@ -279,6 +279,21 @@ def test_html_fuzz_bytes(data):
     _only_loaded_or_ingest_error(data)
 
 
+FRONT = st.sampled_from(["---\n", "...\n", "tags: ", "title: ", "&a ", "*a", "[", "]", "{", "}", ", ", "- ", "\n", "  ", ": ", "'", '"',
+                          "!!str ", "!!python/name:os.system ", "# ", "<<: ", "? ", "|\n", "1e400", "~"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(FRONT, st.text(max_size=6)), max_size=40))
+def test_markdown_fuzz_front_matter(pieces):
+    data = ("---\n" + "".join(pieces) + "\n---\n" + BODY).encode("utf-8", "surrogatepass")
+    try:
+        loaded = load_bytes(data, "fuzz.md")
+    except IngestError:
+        return
+    assert loaded.text.endswith(BODY) and all(isinstance(t, str) and t for t in loaded.tags)
+
+
 def _only_loaded_or_ingest_error(data: bytes) -> None:
     try:
         loaded = load_bytes(data, "fuzz.html")
