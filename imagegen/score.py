@@ -5,12 +5,14 @@ tower's window is scored on what the tower sees, and that is reported."""
 
 from __future__ import annotations
 
+import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import GenerationError, ModelNotFoundError
+from .generate import RememberedFailure, _short
 from .tokens import CONTENT_TOKENS, ClipCounter
 
 CONVENTION = "100*max(cos(image,text),0)"
@@ -45,55 +47,177 @@ def rank(images: list, result: "ScoreResult") -> list:
     return [images[i] for i in result.order]
 
 
+@dataclass
+class ClipSettings:
+    """Which CLIP model scores images. ``pretrained``: an open_clip tag (such as
+    ``openai``) whose weights are in the local Hugging Face cache (or open_clip's
+    ``~/.cache/clip``), a local weights file, or None for random weights.
+    ``model`` may also be ``local-dir:/folder`` or ``hf-hub:org/name`` (cached)."""
+
+    model: str = "ViT-L-14"
+    pretrained: str | None = "openai"
+    config_dir: str | None = None  # extra open_clip model configs (JSON files)
+    device: str | None = None
+    allow_downloads: bool = False  # let missing weights be downloaded from the Hub
+    cache_dir: str | None = None  # Hugging Face cache folder; None: huggingface_hub's default
+
+    @classmethod
+    def from_env(cls) -> "ClipSettings":
+        """NOTELOOM_CLIP_MODEL (default ViT-L-14), NOTELOOM_CLIP_PRETRAINED (default
+        ``openai``; empty for random weights), NOTELOOM_CLIP_CONFIG_DIR,
+        NOTELOOM_DEVICE, NOTELOOM_ALLOW_DOWNLOADS=1."""
+        env = os.environ.get
+        return cls(model=env("NOTELOOM_CLIP_MODEL", "ViT-L-14"), pretrained=env("NOTELOOM_CLIP_PRETRAINED", "openai") or None,
+                   config_dir=env("NOTELOOM_CLIP_CONFIG_DIR") or None, device=env("NOTELOOM_DEVICE") or None,
+                   allow_downloads=env("NOTELOOM_ALLOW_DOWNLOADS", "").lower() in ("1", "true", "yes"))
+
+
+WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+HOW_TO_PROVIDE = ("Set NOTELOOM_CLIP_PRETRAINED to a local open_clip weights file (.safetensors, .bin or .pt), "
+                  "or put the weights in the Hugging Face cache{where}, or set NOTELOOM_ALLOW_DOWNLOADS=1 to download them.")
+
+
+def _missing(what: str, watched: Sequence[str], where: str = "") -> ModelNotFoundError:
+    return ModelNotFoundError(f"{what} {HOW_TO_PROVIDE.format(where=where)}", watched=watched)
+
+
+def _is_path(value: str) -> bool:
+    return value.endswith(WEIGHT_SUFFIXES) or "/" in value or "\\" in value or value.startswith(("~", "."))
+
+
+def _safetensors_first(filename: str) -> list[str]:
+    """The names open_clip tries for a weights file on the Hub, in its order."""
+    filename = filename or "open_clip_pytorch_model.bin"
+    if filename == "open_clip_pytorch_model.bin":
+        return ["open_clip_model.safetensors", filename]
+    if filename.endswith((".bin", ".pth")):
+        return [filename.rsplit(".", 1)[0] + ".safetensors", filename]
+    return [filename]
+
+
+def _tag_weights(open_clip, s: ClipSettings, watched: list[str]) -> tuple[str, dict[str, Any]]:
+    """The local file holding the weights of pretrained tag ``s.pretrained``, and the
+    preprocessing that goes with them; never a network request."""
+    from .generate import cached_hub_file, hub_cache, hub_repo_folder
+
+    cfg = open_clip.get_pretrained_cfg(s.model, s.pretrained)
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(s.model)) or "none"
+        raise _missing(f"NOTELOOM_CLIP_PRETRAINED={s.pretrained!r} is neither a pretrained tag of {s.model} (tags: {tags}) "
+                       "nor an existing file.", watched)
+    preprocess = {"image_mean": cfg.get("mean"), "image_std": cfg.get("std"), "image_interpolation": cfg.get("interpolation"),
+                  "image_resize_mode": cfg.get("resize_mode")}
+    candidates: list[str] = [cfg["file"]] if cfg.get("file") else []
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    if repo:
+        folder = hub_repo_folder(repo, s.cache_dir)
+        watched += [str(folder), str(folder / "refs" / "main")]
+        candidates += [f for f in (cached_hub_file(repo, n, s.cache_dir) for n in _safetensors_first(filename)) if f]
+    if cfg.get("url"):
+        local = Path(s.cache_dir or "~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
+        watched.append(str(local))
+        candidates.append(str(local))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path, preprocess
+    where = f" ({hub_cache(s.cache_dir)}, repository {repo})" if repo else ""
+    raise _missing(f"CLIP weights {s.model}/{s.pretrained} are not available offline.", watched, where)
+
+
+def _hub_folder(s: ClipSettings, repo: str, watched: list[str]) -> str:
+    """The cached snapshot folder of an open_clip model published as ``hf-hub:repo``."""
+    from .generate import cached_hub_file, hub_cache, hub_repo_folder
+
+    folder = hub_repo_folder(repo, s.cache_dir)
+    watched += [str(folder), str(folder / "refs" / "main")]
+    config = cached_hub_file(repo, "open_clip_config.json", s.cache_dir)
+    if config and any(cached_hub_file(repo, n, s.cache_dir) for n in OPEN_CLIP_WEIGHTS):
+        return "local-dir:" + os.path.dirname(config)
+    raise ModelNotFoundError(
+        f"CLIP model {repo} is not in the Hugging Face cache ({hub_cache(s.cache_dir)}: it needs open_clip_config.json and "
+        f"{' or '.join(OPEN_CLIP_WEIGHTS)}). Set NOTELOOM_CLIP_MODEL to local-dir:/a/folder holding those files, "
+        "or set NOTELOOM_ALLOW_DOWNLOADS=1 to download them.", watched=watched)
+
+
+def load_open_clip(s: ClipSettings):
+    """The one function that reads CLIP weights: (model, preprocess, tokenizer, device).
+    Unless ``s.allow_downloads``, everything comes from this machine."""
+    watched: list[str] = []
+    if s.config_dir:
+        watched.append(s.config_dir)
+        if not Path(s.config_dir).expanduser().is_dir():
+            raise _missing(f"NOTELOOM_CLIP_CONFIG_DIR={s.config_dir!r} is not an existing folder of open_clip model configs.", watched)
+    if s.pretrained and _is_path(s.pretrained):
+        watched.append(s.pretrained)
+        if not Path(s.pretrained).expanduser().is_file():
+            raise _missing(f"CLIP weights not found: NOTELOOM_CLIP_PRETRAINED={s.pretrained!r} is not an existing file.", watched)
+    from chunkers.embedders import configure_torch
+
+    from .generate import hub_offline
+
+    torch = configure_torch()
+    import open_clip
+
+    if s.config_dir:
+        open_clip.add_model_config(s.config_dir)
+    name, pretrained, options = s.model, s.pretrained, {}
+    if s.model.startswith("local-dir:"):
+        watched.append(s.model[len("local-dir:"):])
+    elif s.model.startswith("hf-hub:"):
+        name = s.model if s.allow_downloads else _hub_folder(s, s.model[len("hf-hub:"):], watched)
+    elif open_clip.get_model_config(s.model) is None:
+        raise ModelNotFoundError(f"unknown CLIP model NOTELOOM_CLIP_MODEL={s.model!r}: give one of open_clip's models (such as "
+                                 "ViT-L-14 or ViT-B-32), local-dir:/a/folder, or a config of your own in NOTELOOM_CLIP_CONFIG_DIR.",
+                                 watched=watched)
+    elif pretrained and not _is_path(pretrained) and not s.allow_downloads:
+        pretrained, options = _tag_weights(open_clip, s, watched)
+    device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        with hub_offline(not s.allow_downloads):
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device, **options)
+            tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:  # noqa: BLE001  (a file that is there but unusable: named, never a 500)
+        offline = "" if s.allow_downloads else " offline"
+        raise _missing(f"CLIP model {s.model}/{s.pretrained} could not be loaded{offline} ({type(exc).__name__}: {_short(exc)}).",
+                       watched) from None
+    model.eval()
+    return model, preprocess, tokenizer, device
+
+
 class ClipScorer:
     @classmethod
     def from_env(cls) -> "ClipScorer":
-        """NOTELOOM_CLIP_MODEL (default ViT-L-14), NOTELOOM_CLIP_PRETRAINED (a tag such as
-        ``openai`` found in the local cache, or a weights file; empty for random
-        weights), NOTELOOM_CLIP_CONFIG_DIR (extra open_clip model configs)."""
-        import os
+        """Settings from the environment: see ``ClipSettings.from_env``."""
+        return cls.from_settings(ClipSettings.from_env())
 
-        config_dir = os.environ.get("NOTELOOM_CLIP_CONFIG_DIR")
-        if config_dir:
-            import open_clip
+    @classmethod
+    def from_settings(cls, settings: ClipSettings) -> "ClipScorer":
+        return cls(**asdict(settings))
 
-            open_clip.add_model_config(config_dir)
-        pretrained = os.environ.get("NOTELOOM_CLIP_PRETRAINED", "openai")
-        return cls(os.environ.get("NOTELOOM_CLIP_MODEL", "ViT-L-14"), pretrained or None)
-
-    def __init__(self, model: str = "ViT-L-14", pretrained: str | None = "openai", *, device: str | None = None) -> None:
-        self.model_name = model
-        self.pretrained = pretrained
-        self._device = device
+    def __init__(self, model: str = "ViT-L-14", pretrained: str | None = "openai", *, device: str | None = None,
+                 config_dir: str | None = None, allow_downloads: bool = False, cache_dir: str | None = None) -> None:
+        self.settings = ClipSettings(model, pretrained, config_dir=config_dir, device=device, allow_downloads=allow_downloads,
+                                     cache_dir=cache_dir)
         self._loaded = None
         self._lock = threading.Lock()
+        self._failure = RememberedFailure()
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.model
+
+    @property
+    def pretrained(self) -> str | None:
+        return self.settings.pretrained
 
     def _load(self):
+        """The loaded model; a ModelNotFoundError when the weights are missing, at
+        once when they were already missing and nothing they depend on changed."""
         with self._lock:
             if self._loaded is None:
-                from chunkers.embedders import configure_torch
-
-                torch = configure_torch()
-                import open_clip
-                device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-                pretrained = self.pretrained
-                if pretrained and (Path(pretrained).suffix in (".bin", ".pt", ".pth", ".safetensors")) and not Path(pretrained).is_file():
-                    raise ModelNotFoundError(f"CLIP weights not found: {pretrained}")
-                try:
-                    model, _, preprocess = open_clip.create_model_and_transforms(self.model_name, pretrained=pretrained or None, device=device)
-                except RuntimeError as exc:
-                    if "Unknown model" in str(exc) or "not found" in str(exc).lower():
-                        raise ModelNotFoundError(f"unknown CLIP model {self.model_name!r}: {exc}") from None
-                    raise ModelNotFoundError(self._missing(exc)) from None
-                except (OSError, ValueError) as exc:
-                    raise ModelNotFoundError(self._missing(exc)) from None
-                model.eval()
-                self._loaded = (model, preprocess, open_clip.get_tokenizer(self.model_name), device)
+                self._loaded = self._failure.run(astuple(self.settings), lambda: load_open_clip(self.settings))
             return self._loaded
-
-    def _missing(self, exc: Exception) -> str:
-        return (f"CLIP weights {self.model_name}/{self.pretrained} are not available offline ({type(exc).__name__}). "
-                "Put them in the Hugging Face cache, or give a local file: NOTELOOM_CLIP_PRETRAINED=/path/to/open_clip_model.safetensors")
 
     def score(self, images: Sequence[Any], prompt: str) -> ScoreResult:
         import torch
