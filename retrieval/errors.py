@@ -6,6 +6,12 @@
   embedding model or dimension than the one requested.
 - ``IndexCorruptError(RuntimeError)``: an index file failed its checksum (the
   notebook rebuilds it from SQLite; callers rarely see this).
+- ``StorageError(RuntimeError)``: the data folder cannot be used as it is; the
+  message is one line that says what to do.
+- ``StoreDamagedError(StorageError)``: ``notes.sqlite`` is damaged, missing beside
+  an index, or not a database; ``noteloom repair`` recovers what can be read.
+- ``StorageFullError(StorageError)``: the disk is full (``ENOSPC``, SQLite's
+  "database or disk is full"); what was committed before stays stored.
 """
 
 
@@ -22,4 +28,16 @@ class EmbeddingMismatchError(RetrievalError):
 
 
 class IndexCorruptError(RuntimeError):
+    pass
+
+
+class StorageError(RuntimeError):
+    pass
+
+
+class StoreDamagedError(StorageError):
+    pass
+
+
+class StorageFullError(StorageError):
     pass

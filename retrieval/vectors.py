@@ -8,6 +8,7 @@ product is cosine similarity.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -66,6 +67,12 @@ class VectorIndex:
     def count(self) -> int:
         return int(self.index.ntotal)
 
+    def ids(self) -> list[int]:
+        """The ids held, for a flat index (an IVF index keeps them in its lists)."""
+        if self.kind != "flat":
+            raise ValueError("ids() reads a flat index only")
+        return _faiss().vector_to_array(self.index.id_map).tolist()
+
     def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
@@ -95,11 +102,13 @@ class VectorIndex:
         faiss = _faiss()
         data = faiss.serialize_index(self.index).tobytes()
         tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            _write_durably(tmp, data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk or any other failure leaves no temp file behind
+            raise
         _fsync_dir(path.parent)
         return hashlib.sha256(data).hexdigest()
 
@@ -118,6 +127,13 @@ class VectorIndex:
         if kind == "ivf":
             faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
         return cls(index, kind, dim)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -95,10 +95,12 @@ def cmd_ask(args) -> int:
 
 
 def cmd_status(args) -> int:
-    status = _notebook(args).status()
+    nb = _notebook(args)
+    status = nb.status()
+    check = nb.check() if args.check else None
     if args.json:
-        _print_json(status)
-        return 0
+        _print_json({**status, **({"check": check.to_dict()} if check else {})})
+        return EXIT_FAILED if check and not check.ok else 0
     idx = status["index"]
     print(f"data folder: {status['data_dir']}")
     print(f"documents: {status['documents']}, chunks: {status['chunks']}")
@@ -107,7 +109,28 @@ def cmd_status(args) -> int:
     print(f"index: {idx['kind']} with {idx['vectors']} vectors, file {idx['file']}, {'up to date' if idx['up_to_date'] else 'stale (rebuilt on load)'}")
     for notice in status["notices"]:
         print(f"notice: {notice}")
-    return 0
+    if check is None:
+        return 0
+    if check.ok:
+        print(f"check: ok ({check.documents} documents, {check.chunks} chunks in {check.seconds:.2f}s)")
+        return 0
+    for problem in check.problems:
+        print(f"check: {problem}")
+    print(f"noteloom: data folder {status['data_dir']} is damaged; run `noteloom repair --data {status['data_dir']}`", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_repair(args) -> int:
+    from ingest.repair import repair
+
+    report = repair(args.data, force=args.force)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for source in report.lost:
+            print(f"noteloom repair: lost: {source}", file=sys.stderr)
+        print(report.summary())
+    return EXIT_FAILED if report.lost else 0
 
 
 def cmd_prompt(args) -> int:
@@ -251,8 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(handler=cmd_ask)
 
     status = sub.add_parser("status", help="what is stored, and which index")
+    status.add_argument("--check", action="store_true", help="also check every page, row, offset and vector (slow on large stores)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
+
+    repair = sub.add_parser("repair", help="rebuild a damaged data folder from what can be read (the damaged files are kept)")
+    repair.add_argument("--force", action="store_true", help="rebuild even when no damage is found")
+    repair.add_argument("--json", action="store_true")
+    repair.set_defaults(handler=cmd_repair)
 
     prompt = sub.add_parser("prompt", help="write a Stable Diffusion prompt from an idea and the notes")
     prompt.add_argument("idea")
@@ -299,12 +328,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except _storage_error() as exc:  # damage or a full disk: one line that says what to do
+        print(f"noteloom: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ValueError, LookupError) as exc:  # library errors subclass these; name the problem, no traceback
         print(f"noteloom {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, RuntimeError) as exc:  # missing model weights, busy
         print(f"noteloom {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except _raw_storage_errors() as exc:  # an SQLite or OS error not met inside the notebook
+        print(f"noteloom: {_storage_message(exc, args)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# Evaluated only when an exception reaches them, so the CLI imports nothing heavy up front.
+def _storage_error() -> type[BaseException]:
+    from retrieval.errors import StorageError
+
+    return StorageError
+
+
+def _raw_storage_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    return sqlite3.DatabaseError, OSError
+
+
+def _storage_message(exc: BaseException, args) -> str:
+    """A StorageError's own line; a raw SQLite or OS error that means damage or a
+    full disk, translated; anything else is not a storage fault and goes on up."""
+    from retrieval.integrity import translate
+    from retrieval.notebook import resolve_data_dir
+
+    mapped = translate(exc, resolve_data_dir(args.data))
+    if mapped is None:
+        raise exc
+    return str(mapped)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -11,7 +12,8 @@ from chunkers.errors import ChunkingError
 from imagegen.errors import BusyError, GenerationError, ModelNotFoundError, PromptError
 from imagegen.generate import Cancelled
 from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
-from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError
+from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError, StorageFullError, StoreDamagedError
+from retrieval.integrity import translate
 
 log = logging.getLogger("noteloom.service")
 
@@ -21,6 +23,8 @@ STATUS_BY_EXCEPTION: list[tuple[type[BaseException], int]] = [
     (FileTooLargeError, 413),
     (UnsupportedFileError, 415),
     (EmbeddingMismatchError, 409),
+    (StoreDamagedError, 503),
+    (StorageFullError, 507),
     (BusyError, 429),
     (Cancelled, 409),
     (ModelNotFoundError, 503),
@@ -46,7 +50,10 @@ def error_response(status: int, error: str, detail: str, extra: dict | None = No
     return Response({"status_code": status, "error": error, "detail": detail, **(extra or {})}, status_code=status)
 
 
-def library_error(_request: Request, exc: Exception) -> Response:
+def library_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (sqlite3.DatabaseError, OSError)):  # met outside the notebook's own guard
+        nb = getattr(request.app.state, "notebook", None)
+        exc = translate(exc, nb.folder if nb is not None else "(unknown)") or exc
     status = status_for(exc)
     if status == 500:
         log.exception("unexpected error")
