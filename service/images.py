@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import anyio
 import msgspec
@@ -14,11 +14,22 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.response import File, Response
 
-from imagegen.errors import GenerationError
+from imagegen.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from imagegen.generate import GenerationRequest
 from imagegen.score import rank
 
-MAX_IMAGE_PIXELS = 2048 * 2048
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""The default limit on an uploaded image's width × height (16.7 MP), checked on the
+size its header declares, before any pixel is decoded (ImageTooLargeError)."""
+
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+"""Accepted upload formats (Pillow's names). A GIF, APNG or animated WEBP gives its
+first frame. Anything else (TIFF, ICO, DDS, PSD, ...) is an UnsupportedImageError:
+only these decoders ever see uploaded bytes."""
+
+_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+               (b"MM\x00*", "TIFF"), (b"DDS ", "DDS"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"%PDF", "PDF"),
+               (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"qoif", "QOI"))
 
 
 class GenerateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,21 +52,54 @@ class GenerateBody(msgspec.Struct, forbid_unknown_fields=True):
     score: bool = True
 
 
-def decode_image(data: bytes, name: str):
+def decode_image(data: bytes, name: str, *, max_pixels: int = MAX_IMAGE_PIXELS, formats: Sequence[str] = IMAGE_FORMATS):
+    """Uploaded bytes as a fully decoded RGB image. Only the decoders of ``formats``
+    are tried (else UnsupportedImageError); the declared width × height must be at
+    most ``max_pixels`` (else ImageTooLargeError, raised before decoding); any other
+    failure of the decoder is an ImageError naming ``name`` and the problem."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise GenerationError(f"{name}: {image.width}x{image.height} is over the {MAX_IMAGE_PIXELS}-pixel limit")
-        image.load()
-        return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, GenerationError):
-            raise
-        raise GenerationError(f"{name}: not a readable image ({type(exc).__name__})") from None
+        image = Image.open(io.BytesIO(data), formats=list(formats))
+    except UnidentifiedImageError:
+        raise _unidentified(data, name, formats) from None
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"{name}: declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels; the limit is {max_pixels}") from None
+    except Exception as exc:  # noqa: BLE001  (any decoder failure is the upload's problem, never a 500)
+        raise ImageError(f"{name}: not a readable image ({type(exc).__name__}: {_short(exc)})") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLargeError(f"{name}: {width}x{height} is {width * height} pixels; the limit is {max_pixels}")
+        if width < 1 or height < 1:
+            raise ImageError(f"{name}: not a readable image (it declares {width}x{height} pixels)")
+        try:
+            image.load()  # the first frame
+            rgb = image.convert("RGB")
+        except Exception as exc:  # noqa: BLE001
+            raise ImageError(f"{name}: not a readable {image.format} image ({type(exc).__name__}: {_short(exc)})") from None
+    if rgb.size != (width, height):
+        raise ImageError(f"{name}: not a readable image (declared {width}x{height}, decoded {rgb.width}x{rgb.height})")
+    return rgb
+
+
+def _unidentified(data: bytes, name: str, formats: Sequence[str]) -> ImageError:
+    accepted = ", ".join(formats)
+    if not data:
+        return UnsupportedImageError(f"{name}: the file is empty; send an image ({accepted})")
+    found = next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
+    if found is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        found = "WEBP"
+    if found in formats:
+        return ImageError(f"{name}: not a readable image (a {found} file whose header is damaged)")
+    if found is not None:
+        return UnsupportedImageError(f"{name}: {found} images are not accepted; send {accepted}")
+    return UnsupportedImageError(f"{name}: not an image in an accepted format ({accepted})")
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:
@@ -123,11 +167,10 @@ async def generate(request: Request) -> Response:
         form = await request.form()
         raw = form.get("request") or "{}"
         data = raw.encode() if isinstance(raw, str) else await raw.read()
-        for field_name in ("init_image", "mask_image"):
-            upload = form.get(field_name)
-            if isinstance(upload, UploadFile):
-                image = decode_image(await upload.read(), f"{field_name} {upload.filename!r}")
-                init_image, mask_image = (image, mask_image) if field_name == "init_image" else (init_image, image)
+        uploads = {key: form.get(key) for key in ("init_image", "mask_image")}
+        files = {key: (await u.read(), f"{key} {u.filename!r}") for key, u in uploads.items() if isinstance(u, UploadFile)}
+        decoded = await anyio.to_thread.run_sync(lambda: {key: decode_image(*file) for key, file in files.items()})
+        init_image, mask_image = decoded.get("init_image"), decoded.get("mask_image")
     elif content_type == "application/json":
         data = await request.body()
     else:
@@ -190,8 +233,12 @@ async def score(request: Request) -> dict[str, Any]:
         raise ClientException("send at least one file in the field 'images'")
     if len(uploads) > 32:
         raise ClientException(f"at most 32 images per request, got {len(uploads)}")
-    images = [decode_image(await u.read(), f"image {u.filename!r}") for u in uploads]
-    result = await anyio.to_thread.run_sync(lambda: request.app.state.scorer().score(images, prompt))
+    files = [(await u.read(), f"image {u.filename!r}") for u in uploads]
+
+    def decode_and_score():
+        return request.app.state.scorer().score([decode_image(*file) for file in files], prompt)
+
+    result = await anyio.to_thread.run_sync(decode_and_score)
     out = result.to_dict()
     out["images"] = [{"name": u.filename, "score": s} for u, s in zip(uploads, result.scores)]
     return out
