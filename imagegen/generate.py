@@ -3,7 +3,8 @@
 A backend implements ``generate(request, progress=None, cancel=None)``. The
 diffusers backend loads a model from a diffusers folder, a single
 ``.safetensors``/``.ckpt`` file (with a local config folder, so it stays offline)
-or a Hugging Face id already in the local cache; SD 1.x, 2.x and SDXL, and
+or a Hugging Face id already in the local cache (downloaded only when
+``allow_downloads`` is set); SD 1.x, 2.x and SDXL, and
 few-step models (SD-Turbo, LCM) with their own defaults. Every image has its own
 seeded generator (on the CPU, so seeds reproduce across devices) and records its
 seed; the same request gives the same pixels.

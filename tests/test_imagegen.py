@@ -167,8 +167,10 @@ def test_missing_models_say_what_to_provide(tmp_path):
         DiffusersBackend(DiffusersSettings(model=None)).pipeline
     with pytest.raises(ModelNotFoundError, match="no model_index.json"):
         DiffusersBackend(DiffusersSettings(model=str(tmp_path))).pipeline
-    with pytest.raises(ModelNotFoundError, match="in the local Hugging Face cache"):
+    with pytest.raises(ModelNotFoundError, match="in the local Hugging Face cache.*NOTELOOM_ALLOW_DOWNLOADS=1"):
         DiffusersBackend(DiffusersSettings(model="someone/not-cached-model")).pipeline
+    with pytest.raises(ModelNotFoundError, match="no such folder or file, and not a Hugging Face id"):
+        DiffusersBackend(DiffusersSettings(model=str(tmp_path / "missing" / "sd-folder"))).pipeline
     (tmp_path / "model.safetensors").write_bytes(b"x")
     with pytest.raises(ModelNotFoundError, match="NOTELOOM_SD_CONFIG"):
         DiffusersBackend(DiffusersSettings(model=str(tmp_path / "model.safetensors"))).pipeline

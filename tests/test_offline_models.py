@@ -198,6 +198,21 @@ def test_diffusers_missing_folder_is_remembered_until_it_appears(no_network, mon
     assert no_network == []
 
 
+def test_weights_that_are_there_but_unusable_are_a_named_model_error(no_network, tmp_path, fitted_clip, tiny_folder):
+    name, _, _ = fitted_clip
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    with pytest.raises(ModelNotFoundError, match=r"could not be loaded offline \(.*\)\. Set NOTELOOM_CLIP_PRETRAINED"):
+        ClipScorer(name, str(broken)).score([colour((1, 2, 3))], "a cat")
+    folder = tmp_path / "sd"
+    shutil.copytree(tiny_folder, folder)
+    for weights in (folder / "unet").glob("*.safetensors"):
+        weights.write_bytes(b"truncated")
+    with pytest.raises(ModelNotFoundError, match=f"could be loaded from {folder}"):
+        DiffusersBackend(DiffusersSettings(model=str(folder), device="cpu")).pipeline
+    assert no_network == []
+
+
 def test_downloads_are_off_unless_the_setting_says_so(monkeypatch):
     monkeypatch.delenv("NOTELOOM_ALLOW_DOWNLOADS", raising=False)
     assert not DiffusersSettings().allow_downloads and not ClipSettings().allow_downloads
