@@ -115,7 +115,9 @@ class IngestReport:
 
 
 @dataclass
-class _Pending:
+class PendingDocument:
+    """A document ready to embed and store (``Ingestor.write``)."""
+
     collection: str
     path: str
     prepared: Prepared
@@ -176,7 +178,7 @@ class Ingestor:
             plan = _Plan(self, known, collection)
             for path in paths:
                 plan.add(path, report)
-            pending: list[_Pending] = []
+            pending: list[PendingDocument] = []
             now = time.time()
             for target in self._progress(plan.targets, "files"):
                 source, found = target.source, target.found
@@ -203,12 +205,12 @@ class Ingestor:
                     writer.touch(document_id(source), info.st_mtime, info.st_size, stamp)
                     report.unchanged += 1
                     continue
-                pending.append(_Pending(target.collection, target.path, Prepared(loaded), info.st_mtime, info.st_size,
+                pending.append(PendingDocument(target.collection, target.path, Prepared(loaded), info.st_mtime, info.st_size,
                                         stamp, old is not None))
                 if sum(len(p.prepared.loaded.text) for p in pending) > self.batch_chunks * 1500:
-                    self._flush(writer, pending, report)
+                    self.write(writer, pending, report)
                     pending = []
-            self._flush(writer, pending, report)
+            self.write(writer, pending, report)
             if prune:
                 for source in plan.gone():
                     writer.delete(document_id(source))
@@ -229,7 +231,7 @@ class Ingestor:
         if old and old.content_hash == prepared.loaded.content_hash and old.chunker == self.chunking.key:
             return document_id(full), "unchanged"
         with self.nb.writer() as writer:
-            self._flush(writer, [_Pending(collection, name, prepared, None, None, None, old is not None)], IngestReport())
+            self.write(writer, [PendingDocument(collection, name, prepared, None, None, None, old is not None)], IngestReport())
         return document_id(full), "updated" if old else "added"
 
     def ingest_loaded(self, loaded: Loaded, source: str, collection: str | None = None) -> tuple[int, str]:
@@ -277,7 +279,8 @@ class Ingestor:
 
         return tqdm(items, unit=unit, delay=1.0, leave=False)
 
-    def _flush(self, writer, pending: list[_Pending], report: IngestReport) -> None:
+    def write(self, writer, pending: list[PendingDocument], report: IngestReport) -> None:
+        """Chunk (unless prepared), embed and store documents in one batch of ``writer``."""
         if not pending:
             return
         planned = []

@@ -34,7 +34,7 @@ from retrieval.notebook import Notebook, resolve_data_dir
 
 from .errors import EmptyDocumentError
 from .loaders import Loaded
-from .pipeline import ChunkSettings, IngestReport, Ingestor, Prepared, _Pending, check_has_text
+from .pipeline import ChunkSettings, IngestReport, Ingestor, Prepared, PendingDocument, check_has_text
 
 BATCH_DOCUMENTS = 64
 _META_COLUMNS = ("source", "collection", "path", "title", "kind", "mtime", "size", "stamp", "content_hash", "chunker", "tags")
@@ -333,9 +333,9 @@ def _restore_texts(ingestor: Ingestor, rows: list[_Row], report: RepairReport) -
                     report.skipped.append(name)
                     continue
                 path = m.get("path") or name
-                pending.append(_Pending(m.get("collection") or "", path, Prepared(loaded), m.get("mtime"), m.get("size"),
+                pending.append(PendingDocument(m.get("collection") or "", path, Prepared(loaded), m.get("mtime"), m.get("size"),
                                         m.get("stamp"), False))
-            ingestor._flush(writer, pending, IngestReport())  # the one private call: see the report of issue 10
+            ingestor.write(writer, pending, IngestReport())
             report.recovered += len(pending)
 
 

@@ -227,6 +227,10 @@ def cmd_serve(args) -> int:
 
     from .app import ServiceConfig, create_app
 
+    from retrieval import resolve_data_dir
+    from retrieval.integrity import check_at_open
+
+    check_at_open(resolve_data_dir(args.data))  # a damaged store is one line here, not a traceback from the lifespan
     app = create_app(ServiceConfig.from_env(data_dir=args.data))
     print(f"noteloom: serving on http://{args.host}:{args.port} (OpenAPI at /schema)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", limit_concurrency=args.limit_concurrency)

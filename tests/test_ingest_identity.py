@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ingest import EmptyDocumentError, Ingestor, IngestError, InvalidSourceError, check_source_name
-from ingest.pipeline import Prepared, _Pending, IngestReport
+from ingest.pipeline import Prepared, PendingDocument, IngestReport
 from ingest.loaders import load_bytes
 from retrieval import Notebook
 from retrieval.store import LEGACY_COLLECTION, document_id
@@ -198,9 +198,9 @@ def test_version_1_data_folder_migrates_and_its_folder_claims_it(tmp_path):
         for name in ("a.md", "b.md", "sub/c.md"):
             info = (notes / name).stat()
             loaded = load_bytes((notes / name).read_bytes(), name)
-            ing._flush(writer, [_Pending(LEGACY_COLLECTION, name, Prepared(loaded), info.st_mtime, info.st_size, None, False)],
+            ing.write(writer, [PendingDocument(LEGACY_COLLECTION, name, Prepared(loaded), info.st_mtime, info.st_size, None, False)],
                        IngestReport())
-        ing._flush(writer, [_Pending(LEGACY_COLLECTION, "pasted.md", Prepared(load_bytes(b"pasted text", "pasted.md")),
+        ing.write(writer, [PendingDocument(LEGACY_COLLECTION, "pasted.md", Prepared(load_bytes(b"pasted text", "pasted.md")),
                                      None, None, None, False)], IngestReport())
     ids = {d["source"]: d["id"] for d in nb.documents()}
     nb.store.close()
