@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import pickle
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -309,8 +310,6 @@ def _describe(exitcode: int | None) -> str:
     if exitcode is None:
         return "it did not exit"
     if exitcode < 0:
-        import signal
-
         try:
             return f"signal {signal.Signals(-exitcode).name}"
         except ValueError:
