@@ -105,6 +105,7 @@ def test_cli_says_it_in_one_line_and_exits_1(data, kind):
     DAMAGE[kind][0](data)
     one_line_failure(cli("--data", str(data), "status"), f"data folder {data}", "noteloom repair")
     one_line_failure(cli("--data", str(data), "search", "faiss index"), "noteloom repair")
+    one_line_failure(cli("--data", str(data), "serve", "--port", "0"), "noteloom repair")
 
 
 def test_an_empty_file_without_an_earlier_index_is_a_new_store(tmp_path):
