@@ -128,6 +128,8 @@ class Notebook:
             return self._index
 
     def _sync_index(self) -> None:
+        if self._index is not None and self._writing:
+            return  # this process holds the write lock and keeps the index current itself
         generation = self.store.data_generation()
         if self._index is not None and generation == self._index_generation:
             return
@@ -237,11 +239,10 @@ class Notebook:
         # The in-process lock is held only while the index changes, so searches
         # keep running while a writer loads, chunks and embeds.
         with self._guard("writing"), self._write_lock():
-            with self._lock:
-                self._writing = True
             try:
                 with self._lock:
                     self._sync_index()
+                    self._writing = True
                 writer = Writer(self)
                 yield writer
                 with self._lock:
@@ -377,18 +378,20 @@ class Writer:
             return
         nb = self.nb
         dims = {len(c.vector) for _, chunks in batch for c in chunks}
-        with nb._lock:  # commit and index update together: readers never see one without the other
-            with nb.store.transaction() as db:
-                recorded = nb.store.get_meta("embedding")
-                if dims:
-                    (dim,) = dims
-                    if recorded is None:
-                        nb.store.set_meta(db, "embedding", {"model": nb.embedding_model, "dim": dim})
-                    elif recorded["dim"] != dim:
-                        raise EmbeddingMismatchError(f"vectors have {dim} dimensions, the data folder holds {recorded['dim']}")
-                removed: list[int] = []
-                for doc, chunks in batch:
-                    removed += nb.store.replace_document(db, doc, chunks)
+        # Searches run during the commit (WAL readers); they only wait for the FAISS
+        # change below. Meanwhile their dense hits are re-checked against SQLite.
+        with nb.store.transaction() as db:
+            recorded = nb.store.get_meta("embedding")
+            if dims:
+                (dim,) = dims
+                if recorded is None:
+                    nb.store.set_meta(db, "embedding", {"model": nb.embedding_model, "dim": dim})
+                elif recorded["dim"] != dim:
+                    raise EmbeddingMismatchError(f"vectors have {dim} dimensions, the data folder holds {recorded['dim']}")
+            removed: list[int] = []
+            for doc, chunks in batch:
+                removed += nb.store.replace_document(db, doc, chunks)
+        with nb._lock:
             index = nb._index
             assert index is not None
             index.remove(removed)
@@ -403,9 +406,9 @@ class Writer:
             self.nb.store.touch_document(db, doc_id, mtime, size, stamp)
 
     def delete(self, doc_id: int) -> None:
+        with self.nb.store.transaction() as db:
+            removed = self.nb.store.delete_document(db, doc_id)
         with self.nb._lock:
-            with self.nb.store.transaction() as db:
-                removed = self.nb.store.delete_document(db, doc_id)
             assert self.nb._index is not None
             self.nb._index.remove(removed)
             self.nb._index_generation = self.nb.store.data_generation()

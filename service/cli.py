@@ -233,7 +233,9 @@ def cmd_serve(args) -> int:
     check_at_open(resolve_data_dir(args.data))  # a damaged store is one line here, not a traceback from the lifespan
     app = create_app(ServiceConfig.from_env(data_dir=args.data))
     print(f"noteloom: serving on http://{args.host}:{args.port} (OpenAPI at /schema)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", limit_concurrency=args.limit_concurrency)
+    # a bounded shutdown: an upload still embedding must not keep SIGTERM waiting for minutes
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", limit_concurrency=args.limit_concurrency,
+                timeout_graceful_shutdown=10)
     return 0
 
 

@@ -9,9 +9,11 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from chunkers.errors import ChunkingError
-from imagegen.errors import BusyError, GenerationError, ModelNotFoundError, PromptError
+from imagegen.errors import (BusyError, GenerationError, ImageTooLargeError, ModelNotFoundError, PromptError,
+                             UnsupportedImageError)
 from imagegen.generate import Cancelled
 from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
+from ingest.isolation import WorkerLimitError
 from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError, StorageFullError, StoreDamagedError
 from retrieval.integrity import translate
 
@@ -21,13 +23,16 @@ log = logging.getLogger("noteloom.service")
 STATUS_BY_EXCEPTION: list[tuple[type[BaseException], int]] = [
     (DocumentNotFoundError, 404),
     (FileTooLargeError, 413),
+    (ImageTooLargeError, 413),
     (UnsupportedFileError, 415),
+    (UnsupportedImageError, 415),
     (EmbeddingMismatchError, 409),
     (StoreDamagedError, 503),
     (StorageFullError, 507),
     (BusyError, 429),
     (Cancelled, 409),
     (ModelNotFoundError, 503),
+    (WorkerLimitError, 422),
     (PromptError, 400),
     (GenerationError, 400),
     (IngestError, 400),
