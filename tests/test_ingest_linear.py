@@ -118,13 +118,16 @@ CASES = [(kind, name, gen) for kind, table in (("markdown", MARKDOWN), ("text", 
 EXT = {"markdown": "md", "text": "txt", "html": "html", "pdf": "pdf"}
 
 
-def best_of(fn, reps: int = 3) -> float:
-    times = []
+def best_times(small, large, reps: int = 3) -> tuple[float, float]:
+    """Best of ``reps`` for each, measured in turn so that load from other
+    processes falls on both sizes alike."""
+    best = [float("inf"), float("inf")]
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for i, fn in enumerate((small, large)):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best[0], best[1]
 
 
 @pytest.mark.parametrize("kind,name,gen", CASES, ids=[f"{k}-{n}" for k, n, _ in CASES])
@@ -133,9 +136,13 @@ def test_loader_time_is_linear(kind, name, gen):
     assert 0.8 * STEP < len(large) / len(small) < 1.2 * STEP, (len(small), len(large))
     file = f"x.{EXT[kind]}"
     load_bytes(small, file)  # warm-up: imports, regex caches
-    t_small = best_of(lambda: load_bytes(small, file))
-    t_large = best_of(lambda: load_bytes(large, file))
-    if t_large < FLOOR_S:
-        return
-    ratio = t_large / max(t_small, FLOOR_S / STEP)
-    assert ratio < MAX_RATIO, f"{kind} {name}: {t_small * 1e3:.1f} ms at {len(small):,} B, {t_large * 1e3:.1f} ms at {len(large):,} B (x{ratio:.1f})"
+    ratios = []
+    for _attempt in range(3):  # a busy machine can spoil one measurement; quadratic work fails all three
+        t_small, t_large = best_times(lambda: load_bytes(small, file), lambda: load_bytes(large, file))
+        if t_large < FLOOR_S:
+            return
+        ratios.append(t_large / max(t_small, FLOOR_S / STEP))
+        if ratios[-1] < MAX_RATIO:
+            return
+    pytest.fail(f"{kind} {name}: {t_small * 1e3:.1f} ms at {len(small):,} B, {t_large * 1e3:.1f} ms at {len(large):,} B; "
+                f"ratios {', '.join(f'{r:.1f}' for r in ratios)} (limit {MAX_RATIO})")
