@@ -2,7 +2,7 @@
 
 from .errors import (CorruptFileError, EmptyDocumentError, FileTooLargeError, IngestError, InvalidSourceError,
                      UnsupportedFileError)
-from .loaders import KINDS, Loaded, load_bytes, load_file
+from .loaders import DEFAULT_LIMITS, KINDS, Loaded, LoadLimits, load_bytes, load_file
 from .pipeline import ChunkSettings, IngestReport, Ingestor, Prepared, prepare
 from .sources import check_source_name
 
@@ -15,7 +15,9 @@ __all__ = [
     "IngestReport",
     "Ingestor",
     "InvalidSourceError",
+    "DEFAULT_LIMITS",
     "KINDS",
+    "LoadLimits",
     "Loaded",
     "Prepared",
     "UnsupportedFileError",

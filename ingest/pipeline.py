@@ -25,7 +25,7 @@ from retrieval.notebook import Notebook
 from retrieval.store import LEGACY_COLLECTION, ChunkRecord, Collection, DocumentRecord, Known, chunk_id, document_id, source_name
 
 from .errors import EmptyDocumentError, IngestError, UnsupportedFileError
-from .loaders import KINDS, MAX_FILE_BYTES, Loaded, kind_of, load_bytes
+from .loaders import DEFAULT_LIMITS, KINDS, LoadLimits, Loaded, kind_of, load_bytes
 from .sources import (UPLOADS_COLLECTION, FoundFile, check_collection_name, check_source_name, collection_name_for,
                       is_settled, read_note, relative_inside, stamp_of, walk)
 
@@ -77,14 +77,14 @@ def check_has_text(loaded: Loaded, name: str) -> Loaded:
     return loaded
 
 
-def prepare(data: bytes, name: str, kind: str | None, chunking: "ChunkSettings", limits=None) -> Prepared:
+def prepare(data: bytes, name: str, kind: str | None, chunking: "ChunkSettings", limits: LoadLimits | None = None) -> Prepared:
     """Load and chunk one document's bytes."""
     loaded = check_has_text(_load(data, name, kind, limits), name)
     return Prepared(loaded, chunking.chunker()(loaded.text))
 
 
-def _load(data: bytes, name: str, kind: str | None, limits) -> Loaded:
-    return load_bytes(data, name, kind) if limits is None else load_bytes(data, name, kind, limits=limits)
+def _load(data: bytes, name: str, kind: str | None, limits: LoadLimits | None) -> Loaded:
+    return load_bytes(data, name, kind, limits=limits)
 
 
 @dataclass
@@ -146,15 +146,14 @@ class _Target:
 
 class Ingestor:
     def __init__(self, notebook: Notebook, chunking: ChunkSettings | None = None, *, batch_chunks: int = 256,
-                 progress: bool = False, limits=None, follow_links: bool = False) -> None:
+                 progress: bool = False, limits: LoadLimits | None = None, follow_links: bool = False) -> None:
         self.nb = notebook
         self.chunking = chunking or ChunkSettings.of()
         self.chunker = self.chunking.chunker()
         self.batch_chunks = batch_chunks
         self.progress = progress
-        self.limits = limits
+        self.limits = limits or DEFAULT_LIMITS
         self.follow_links = follow_links
-        self.max_file_bytes = getattr(limits, "max_file_bytes", MAX_FILE_BYTES)
 
     # --- folders and files ------------------------------------------------------
 
@@ -188,7 +187,7 @@ class Ingestor:
                     if old and old.stamp is not None and old.stamp == stamp_of(info) and old.chunker == key:
                         report.unchanged += 1
                         continue
-                    data, info = read_note(found.path, self.max_file_bytes)
+                    data, info = read_note(found.path, self.limits.max_file_bytes)
                     loaded = check_has_text(_load(data, str(found.path), kind_of(found.path.name), self.limits), source)
                 except EmptyDocumentError as exc:
                     report.skipped.append((source, str(exc)))

@@ -23,11 +23,12 @@ from litestar.openapi import OpenAPIConfig
 
 from ingest import ChunkSettings, Ingestor, Prepared, UnsupportedFileError
 from ingest.isolation import Workers
-from ingest.loaders import MAX_FILE_BYTES
+from ingest.loaders import DEFAULT_LIMITS, LoadLimits
 from ingest.sources import check_collection_name, check_source_name
 from retrieval import Notebook
 
 from .images import ROUTES as IMAGE_ROUTES
+from .settings import load_limits
 
 PUBLIC_PATHS = {"/health"}
 
@@ -42,6 +43,7 @@ class ServiceConfig:
     document_seconds: float = 60.0  # parse + chunk time per uploaded document; over it: 4xx, worker replaced
     ingest_workers: int = 1  # worker processes parsing and chunking uploads (uploads beyond wait their turn)
     worker_memory_bytes: int | None = 2 * 1024**3  # address space of each worker; None: unlimited
+    limits: LoadLimits = DEFAULT_LIMITS  # what one document may cost to load (NOTELOOM_MAX_PDF_PAGES, ...)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServiceConfig":
@@ -49,7 +51,8 @@ class ServiceConfig:
         config = cls(data_dir=env("NOTELOOM_DATA"), api_key=env("NOTELOOM_API_KEY") or None,
                      max_generations=int(env("NOTELOOM_MAX_GENERATIONS", "1")),
                      document_seconds=float(env("NOTELOOM_DOCUMENT_SECONDS", cls.document_seconds)),
-                     ingest_workers=int(env("NOTELOOM_INGEST_WORKERS", cls.ingest_workers)))
+                     ingest_workers=int(env("NOTELOOM_INGEST_WORKERS", cls.ingest_workers)),
+                     limits=load_limits())
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
@@ -250,8 +253,9 @@ def _image_state(app: Litestar, config: ServiceConfig) -> None:
 
 
 def check_config(config: ServiceConfig) -> None:
-    if not 0 < config.max_upload_bytes <= MAX_FILE_BYTES:
-        raise ValueError(f"max_upload_bytes must be 1..{MAX_FILE_BYTES}, got {config.max_upload_bytes}")
+    if not 0 < config.max_upload_bytes <= config.limits.max_file_bytes:
+        raise ValueError(f"max_upload_bytes must be 1..{config.limits.max_file_bytes} (max_file_bytes), "
+                         f"got {config.max_upload_bytes}")
     if not 0 < config.document_seconds <= 24 * 3600:
         raise ValueError(f"document_seconds must be more than 0 and at most a day, got {config.document_seconds}")
     if not 1 <= config.ingest_workers <= 16:
@@ -264,7 +268,7 @@ async def _load(app: Litestar, config: ServiceConfig, chunking: ChunkSettings, w
         if warm:  # load the model and the index now, not on the first request
             nb.embed(["warm up"])
             nb.index()
-        return nb, Ingestor(nb, chunking)
+        return nb, Ingestor(nb, chunking, limits=config.limits)
 
     app.state.notebook, app.state.ingestor = await anyio.to_thread.run_sync(load)
     if warm:

@@ -43,7 +43,10 @@ def cmd_ingest(args) -> int:
     from ingest import Ingestor
 
     nb = _notebook(args)
-    ingestor = Ingestor(nb, _chunking(args), progress=sys.stderr.isatty(), follow_links=args.follow_links)
+    from .settings import load_limits
+
+    ingestor = Ingestor(nb, _chunking(args), progress=sys.stderr.isatty(), follow_links=args.follow_links,
+                        limits=load_limits())
     report = ingestor.ingest_paths(args.paths, prune=args.prune, collection=args.collection)
     for notice in nb.notices:
         print(f"noteloom: {notice}", file=sys.stderr)

@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,26 @@ def test_version_1_data_folder_migrates_and_its_folder_claims_it(tmp_path):
 
 def test_check_source_name_normalises_harmlessly():
     assert check_source_name("  notes/café.md ") == "notes/caf\u00e9.md"
+
+
+def test_load_limits_come_from_the_environment_and_cuts_are_reported(tmp_path):
+    """NOTELOOM_<LIMIT> reaches the CLI ingest; what was cut is printed, and the note kept."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_ingest_bombs import hostile_pdf
+
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "book.pdf").write_bytes(hostile_pdf(pages=3, lines=2))
+    env = dict(os.environ, NOTELOOM_MAX_PDF_PAGES="1", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    run = subprocess.run([sys.executable, "-m", "service.cli", "--data", str(tmp_path / "data"), "ingest", str(folder), "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["added"] == ["pdfs/book.pdf"]
+    assert any("1 of 3 pages" in n["notice"] and "max_pdf_pages" in n["notice"] for n in report["notices"]), report
+    bad = subprocess.run([sys.executable, "-m", "service.cli", "--data", str(tmp_path / "data"), "ingest", str(folder)],
+                         capture_output=True, text=True, env=dict(env, NOTELOOM_MAX_PDF_PAGES="none"), timeout=300)
+    assert bad.returncode == 2 and "NOTELOOM_MAX_PDF_PAGES must be a positive integer, got 'none'" in bad.stderr

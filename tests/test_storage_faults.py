@@ -257,7 +257,7 @@ def small_disk(tmp_path):
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)  # lazy: a closed server may still hold a file
 
 
 def fill(disk: Path, leave: int) -> None:
