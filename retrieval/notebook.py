@@ -44,6 +44,10 @@ log = logging.getLogger("noteloom")
 DEFAULT_DATA_DIR = ".noteloom"
 SEARCH_MODES = ("hybrid", "dense", "lexical")
 MAX_K = 100
+MAX_FILTER_TAGS = 64  # tags in one search filter (each one a SQL condition)
+MAX_FILTER_CHARS = 1024  # a tag or a source prefix
+MAX_FILTER_TAGS = 64  # tags in one search filter (each one a SQL condition)
+MAX_FILTER_CHARS = 1024  # a tag or a source prefix
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
 STALE_REBUILD_SECONDS = 5.0
 
@@ -313,9 +317,14 @@ class Notebook:
         prefix = filters.get("source_prefix")
         tags = filters.get("tags") or []
         if prefix is not None and not isinstance(prefix, str):
-            raise RetrievalError(f"filter source_prefix must be a string, got {prefix!r}")
-        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
-            raise RetrievalError(f"filter tags must be a list of strings, got {tags!r}")
+            raise RetrievalError(f"filter source_prefix must be a string, got {type(prefix).__name__}")
+        if isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+            raise RetrievalError(f"filter tags must be a list of strings, got {type(tags).__name__}")
+        if len(tags) > MAX_FILTER_TAGS:
+            raise RetrievalError(f"filter tags has {len(tags)} entries; the limit is {MAX_FILTER_TAGS}")
+        longest = max([prefix or "", *tags], key=len)
+        if len(longest) > MAX_FILTER_CHARS:
+            raise RetrievalError(f"a filter value is {len(longest)} characters; the limit is {MAX_FILTER_CHARS}")
         return set(self.store.chunk_ids_where(prefix, tags))
 
     def ask(self, question: str, k: int = 5, **options: Any):

@@ -10,7 +10,7 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import anyio
 import msgspec
@@ -20,17 +20,22 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from ingest import ChunkSettings, Ingestor, Prepared, UnsupportedFileError
 from ingest.isolation import Workers
 from ingest.loaders import DEFAULT_LIMITS, LoadLimits
-from ingest.sources import check_collection_name, check_source_name
+from ingest.sources import MAX_COLLECTION_CHARS, MAX_SOURCE_CHARS, check_collection_name, check_source_name
 from retrieval import Notebook
 
 from .images import ROUTES as IMAGE_ROUTES
+from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Deleted, Document, DocumentAdded, DocumentList,
+                     DocumentSummary, DocumentUpload, Health, Hit, PromptRequest, PromptResponse, SearchRequest,
+                     SearchResponse, TextDocument, declared_body, decode, errors)
 from .settings import load_limits
 
 PUBLIC_PATHS = {"/health"}
+MULTIPART_PARTS = 64  # fields and files in one multipart body (/score takes 32 images and a prompt)
 
 
 @dataclass
@@ -59,13 +64,6 @@ class ServiceConfig:
         return config
 
 
-class TextDocument(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
-    source: str
-    kind: str = "markdown"
-    collection: str | None = None
-
-
 @dataclass(frozen=True)
 class Submission:
     """A document as sent to ``POST /documents``, checked but not yet parsed."""
@@ -77,37 +75,42 @@ class Submission:
     collection: str | None
 
 
-class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
-    query: str
-    k: int = 5
-    filters: dict[str, Any] | None = None
-    mode: str = "hybrid"
+class CheckedRequest(Request):
+    """A request whose JSON body nested deeper than the decoder's recursion limit, or
+    whose multipart text field is not UTF-8, is a 400 naming the problem rather than a
+    RecursionError or UnicodeDecodeError. (The typed models stop nesting far earlier;
+    this is the untyped first pass litestar makes.)"""
+
+    async def json(self) -> Any:
+        try:
+            value = await super().json()
+        except RecursionError:
+            raise ClientException("the JSON body is nested too deeply (over about 1000 levels); "
+                                  "no field of this API nests more than 3") from None
+        self.state.json_body = value  # so that a validation error can quote the bad value
+        return value
+
+    async def form(self) -> Any:
+        try:
+            return await super().form()
+        except UnicodeDecodeError as exc:  # litestar decodes every field that is not a file as UTF-8
+            raise ClientException(f"a multipart field that is not a file is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                  "send images and documents as files (with a filename)") from None
 
 
-class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
-    question: str
-    k: int = 5
-
-
-class PromptRequest(msgspec.Struct, forbid_unknown_fields=True):
-    idea: str
-    style: str | None = None
-    budget: int = 75
-    negative: bool = True
-    k: int = 5
-    long: bool = False
-    tokens: list[str] = msgspec.field(default_factory=list)
-
-
-def api_key_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+def authorised(connection: ASGIConnection) -> bool:
     expected = connection.app.state.config.api_key
-    if not expected or connection.url.path in PUBLIC_PATHS:
-        return
+    if not expected:
+        return True
     given = connection.headers.get("x-api-key") or ""
     auth = connection.headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         given = given or auth[7:]
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def api_key_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    if connection.url.path not in PUBLIC_PATHS and not authorised(connection):
         raise NotAuthorizedException("missing or wrong API key: send it as X-API-Key or Authorization: Bearer")
 
 
@@ -115,15 +118,19 @@ def _state(request: Request) -> tuple[Notebook, Ingestor]:
     return request.app.state.notebook, request.app.state.ingestor
 
 
-@get("/health")
-async def health(request: Request) -> dict[str, Any]:
+@get("/health", responses=errors(503, public=True))
+async def health(request: Request) -> Health:
+    """Liveness. Document and chunk counts only for a caller with the API key."""
+    if not authorised(request):
+        return Health(status="ok")
     nb, _ = _state(request)
     counts = await anyio.to_thread.run_sync(nb.store.counts)
-    return {"status": "ok", **counts}
+    return Health(status="ok", documents=counts["documents"], chunks=counts["chunks"])
 
 
-@post("/documents")
-async def add_document(request: Request) -> dict[str, Any]:
+@post("/documents", operation_class=declared_body(json=TextDocument, multipart=DocumentUpload),
+      responses=errors(400, 409, 413, 415, 422, 429, 503, 507))
+async def add_document(request: Request) -> DocumentAdded:
     """Add or replace a note: multipart upload (field ``file``, optional ``source``
     and ``collection``) or JSON ``{"text", "source", "kind", "collection"}``.
     Server-side paths are never read."""
@@ -139,7 +146,7 @@ async def add_document(request: Request) -> dict[str, Any]:
                                                     limiter=state.store_limiter)
     doc = await anyio.to_thread.run_sync(lambda: nb.store.document(doc_id, with_text=False))
     chunks = await anyio.to_thread.run_sync(lambda: nb.store.documents_chunk_count(doc_id))
-    return {"id": doc_id, "status": status, "source": doc["source"], "title": doc["title"], "kind": doc["kind"], "chunks": chunks}
+    return DocumentAdded(id=doc_id, status=status, source=doc["source"], title=doc["title"], kind=doc["kind"], chunks=chunks)
 
 
 async def _submission(request: Request) -> Submission:
@@ -148,21 +155,23 @@ async def _submission(request: Request) -> Submission:
     if content_type == "multipart/form-data":
         sub = await _multipart(request)
     elif content_type == "application/json":
-        try:
-            body = msgspec.json.decode(await request.body(), type=TextDocument)
-        except msgspec.ValidationError as exc:
-            raise ClientException(f"invalid document: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise ClientException(f"malformed JSON: {exc}") from None
-        if body.kind not in ("markdown", "text", "html"):
-            raise ClientException(f"kind must be markdown, text or html, got {body.kind!r}")
+        body = decode(await request.body(), TextDocument, "document")
         source = check_source_name(body.source)
-        sub = Submission(body.text.encode("utf-8"), source, body.kind, source, body.collection)
+        sub = Submission(_text_bytes(body.text, source), source, body.kind, source, body.collection)
     else:
         raise HTTPException(status_code=415, detail=f"send multipart/form-data or application/json, not {content_type!r}")
     if sub.collection is not None:
         check_collection_name(sub.collection)
     return sub
+
+
+def _text_bytes(text: str, source: str) -> bytes:
+    """A JSON note's text as UTF-8. A NUL anywhere is refused, as a file with a NUL
+    in its first 8 KB is (the text is declared text: it cannot be binary)."""
+    at = text.find("\x00")
+    if at >= 0:
+        raise UnsupportedFileError(f"{source}: text contains a NUL character (U+0000) at offset {at}; send text, not binary data")
+    return text.encode("utf-8")
 
 
 async def _multipart(request: Request) -> Submission:
@@ -177,52 +186,59 @@ async def _multipart(request: Request) -> Submission:
     name = Path(upload.filename or "").name
     if not name:
         raise UnsupportedFileError("the upload has no file name")
-    source, collection = (_form_text(form, key) for key in ("source", "collection"))
+    source, collection = (_form_text(form, key, limit) for key, limit in (("source", MAX_SOURCE_CHARS), ("collection", MAX_COLLECTION_CHARS)))
     return Submission(data, name, None, check_source_name(source or name), collection)
 
 
-def _form_text(form: Any, key: str) -> str | None:
+def _form_text(form: Any, key: str, limit: int) -> str | None:
     value = form.get(key)
+    if isinstance(value, str) and len(value) > limit:
+        raise ClientException(f"field {key!r} is {len(value)} characters; the limit is {limit}")
     return value if isinstance(value, str) and value.strip() else None
 
 
-@get("/documents", sync_to_thread=True)
-def list_documents(request: Request, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise ClientException(f"limit must be 1..1000 and offset >= 0, got limit={limit}, offset={offset}")
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="documents per page")]
+Offset = Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="documents to skip")]
+DocId = Annotated[int, PathParameter(ge=0, le=MAX_ID, description="a document id (53-bit)")]
+
+
+@get("/documents", sync_to_thread=True, responses=errors(400, 503))
+def list_documents(request: Request, limit: Limit = 100, offset: Offset = 0) -> DocumentList:
     nb, _ = _state(request)
     counts = nb.store.counts()
-    return {"documents": nb.documents(limit=limit, offset=offset), "total": counts["documents"], "chunks": counts["chunks"]}
+    docs = msgspec.convert(nb.documents(limit=limit, offset=offset), list[DocumentSummary])
+    return DocumentList(documents=docs, total=counts["documents"], chunks=counts["chunks"])
 
 
-@get("/documents/{doc_id:int}", sync_to_thread=True)
-def get_document(request: Request, doc_id: int) -> dict[str, Any]:
+@get("/documents/{doc_id:int}", sync_to_thread=True, responses=errors(400, 404, 503))
+def get_document(request: Request, doc_id: DocId) -> Document:
     nb, _ = _state(request)
-    return nb.document(doc_id)
+    return msgspec.convert(nb.document(doc_id), Document)
 
 
-@delete("/documents/{doc_id:int}", status_code=200, sync_to_thread=True)
-def delete_document(request: Request, doc_id: int) -> dict[str, Any]:
+@delete("/documents/{doc_id:int}", status_code=200, sync_to_thread=True, responses=errors(400, 404, 409, 429, 503, 507))
+def delete_document(request: Request, doc_id: DocId) -> Deleted:
     nb, _ = _state(request)
     doc = nb.delete(doc_id)
-    return {"deleted": doc["id"], "source": doc["source"]}
+    return Deleted(deleted=doc["id"], source=doc["source"])
 
 
-@post("/search", status_code=200, sync_to_thread=True)
-def search(request: Request, data: SearchRequest) -> dict[str, Any]:
+@post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
+def search(request: Request, data: JSONBody[SearchRequest]) -> SearchResponse:
     nb, _ = _state(request)
-    hits = nb.search(data.query, k=data.k, filters=data.filters, mode=data.mode)
-    return {"query": data.query, "mode": data.mode, "hits": [h.to_dict() for h in hits]}
+    filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
+    hits = nb.search(data.query, k=data.k, filters=filters, mode=data.mode)
+    return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert([h.to_dict() for h in hits], list[Hit]))
 
 
-@post("/ask", status_code=200, sync_to_thread=True)
-def ask(request: Request, data: AskRequest) -> dict[str, Any]:
+@post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
+def ask(request: Request, data: JSONBody[AskRequest]) -> AnswerResponse:
     nb, _ = _state(request)
-    return nb.ask(data.question, k=data.k).to_dict()
+    return msgspec.convert(nb.ask(data.question, k=data.k).to_dict(), AnswerResponse)
 
 
-@post("/prompts", status_code=200, sync_to_thread=True)
-def build_prompt(request: Request, data: PromptRequest) -> dict[str, Any]:
+@post("/prompts", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
+def build_prompt(request: Request, data: JSONBody[PromptRequest]) -> PromptResponse:
     """A positive and a negative prompt that fit CLIP's 75 content tokens, with what was dropped."""
     builder = request.app.state.prompt_builder
     if data.tokens:
@@ -232,7 +248,7 @@ def build_prompt(request: Request, data: PromptRequest) -> dict[str, Any]:
     result = builder.build(data.idea, style=data.style, k=data.k, budget=data.budget, negative=data.negative, long=data.long)
     out = result.to_dict()
     out["tokens"] = {"prompt": result.tokens["prompt"], "negative_prompt": result.tokens["negative_prompt"]}
-    return out
+    return msgspec.convert(out, PromptResponse)
 
 
 def _image_state(app: Litestar, config: ServiceConfig) -> None:
@@ -308,6 +324,8 @@ def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Lit
         guards=[api_key_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=config.max_upload_bytes + 64 * 1024,
+        multipart_form_part_limit=MULTIPART_PARTS,
+        request_class=CheckedRequest,
         openapi_config=OpenAPIConfig(title="noteloom", version="0.1.0", path="/schema"),
     )
     app.state.config = config

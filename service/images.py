@@ -5,18 +5,23 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import anyio
 import msgspec
 from litestar import Request, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import PathParameter
 from litestar.response import File, Response
 
 from imagegen.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from imagegen.generate import GenerationRequest
 from imagegen.score import rank
+
+from .models import (MAX_IDEA_CHARS, MAX_SCORE_IMAGES, Error, GenerateBody, Generated, GenerateUpload, JobAccepted, JobCancel,
+                     JobStatus, ScoreResponse, ScoreUpload, declared_body, decode, errors, short_repr)
 
 MAX_IMAGE_PIXELS = 4096 * 4096
 """The default limit on an uploaded image's width × height (16.7 MP), checked on the
@@ -30,26 +35,6 @@ only these decoders ever see uploaded bytes."""
 _SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
                (b"MM\x00*", "TIFF"), (b"DDS ", "DDS"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"%PDF", "PDF"),
                (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"qoif", "QOI"))
-
-
-class GenerateBody(msgspec.Struct, forbid_unknown_fields=True):
-    prompt: str | None = None
-    idea: str | None = None
-    from_notes: bool = False
-    style: str | None = None
-    negative_prompt: str | None = None
-    n: int = 1
-    steps: int | None = None
-    guidance_scale: float | None = None
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    seeds: list[int] | None = None
-    scheduler: str | None = None
-    strength: float = 0.75
-    response: str = "url"
-    wait: bool = True
-    score: bool = True
 
 
 def decode_image(data: bytes, name: str, *, max_pixels: int = MAX_IMAGE_PIXELS, formats: Sequence[str] = IMAGE_FORMATS):
@@ -103,14 +88,15 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:
-    from .errors import status_for
+    from .errors import internal_error, status_for
 
-    return {"status_code": status_for(exc), "error": type(exc).__name__, "detail": str(exc)}
+    status = status_for(exc)
+    if status == 500:
+        return msgspec.to_builtins(internal_error(exc, "in a generation job"))
+    return {"status_code": status, "error": type(exc).__name__, "detail": str(exc)}
 
 
 def _generation_request(body: GenerateBody, state, init_image, mask_image) -> tuple[GenerationRequest, dict[str, Any] | None]:
-    if body.response not in ("url", "base64"):
-        raise ClientException(f"response must be 'url' or 'base64', got {body.response!r}")
     if (body.prompt is None) == (body.idea is None):
         raise ClientException("send exactly one of 'prompt' (used as written) or 'idea' (a prompt is built from it and your notes)")
     built = None
@@ -156,8 +142,10 @@ def run_generation(state, request: GenerationRequest, body: GenerateBody, built,
     return {"images": out, "scoring": scoring, "prompt": built}
 
 
-@post("/generate", status_code=200)
-async def generate(request: Request) -> Response:
+@post("/generate", status_code=200, operation_class=declared_body(json=GenerateBody, multipart=GenerateUpload),
+      responses={202: ResponseSpec(JobAccepted, description="accepted: poll the job", generate_examples=False),
+                 **errors(400, 409, 413, 415, 429, 503)})
+async def generate(request: Request) -> Generated:
     """Generate images (best CLIP score first). ``wait: false`` answers 202 with a
     job id; GET /jobs/{id} reports steps done, DELETE /jobs/{id} cancels."""
     state = request.app.state
@@ -169,70 +157,77 @@ async def generate(request: Request) -> Response:
         data = raw.encode() if isinstance(raw, str) else await raw.read()
         uploads = {key: form.get(key) for key in ("init_image", "mask_image")}
         files = {key: (await u.read(), f"{key} {u.filename!r}") for key, u in uploads.items() if isinstance(u, UploadFile)}
+        body = decode(data, GenerateBody, "generation request")
         decoded = await anyio.to_thread.run_sync(lambda: {key: decode_image(*file) for key, file in files.items()})
         init_image, mask_image = decoded.get("init_image"), decoded.get("mask_image")
     elif content_type == "application/json":
-        data = await request.body()
+        body = decode(await request.body(), GenerateBody, "generation request")
     else:
-        raise ClientException(f"send application/json or multipart/form-data, not {content_type!r}")
-    try:
-        body = msgspec.json.decode(data, type=GenerateBody)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ClientException(f"invalid generation request: {exc}") from None
+        raise HTTPException(status_code=415, detail=f"send application/json or multipart/form-data, not {content_type!r}")
     gen_request, built = await anyio.to_thread.run_sync(lambda: _generation_request(body, state, init_image, mask_image))
     await anyio.to_thread.run_sync(lambda: state.backend().pipeline)  # 503 now if no model, not inside the job
     job = state.jobs.submit(lambda job: run_generation(state, gen_request, body, built, job), _describe)
     if not body.wait:
-        return Response({"job": job.id, "status": job.status, "poll": f"/jobs/{job.id}"}, status_code=202)
+        return Response(JobAccepted(job=job.id, status=job.status, poll=f"/jobs/{job.id}"), status_code=202)
     await anyio.to_thread.run_sync(job.finished.wait)
     if job.status == "done":
-        return Response({"job": job.id, **job.result}, status_code=200)
+        return msgspec.convert({"job": job.id, **job.result}, Generated)
     error = job.error or {"status_code": 500, "error": "Failed", "detail": job.status}
     status = 409 if job.status == "cancelled" else error["status_code"]
-    return Response({**error, "status_code": status, "job": job.id}, status_code=status)
+    return Response(msgspec.convert({**error, "status_code": status, "job": job.id}, Error), status_code=status)
 
 
-@get("/jobs/{job_id:str}")
-async def job_status(request: Request, job_id: str) -> dict[str, Any]:
+JobId = Annotated[str, PathParameter(max_length=64, description="a job id from POST /generate")]
+
+
+@get("/jobs/{job_id:str}", responses=errors(400, 404))
+async def job_status(request: Request, job_id: JobId) -> JobStatus:
     try:
-        return request.app.state.jobs.get(job_id).to_dict()
-    except LookupError as exc:
+        return msgspec.convert(request.app.state.jobs.get(job_id).to_dict(), JobStatus)
+    except LookupError as exc:  # service.jobs: no such job
         raise NotFoundException(str(exc)) from None
 
 
-@delete("/jobs/{job_id:str}", status_code=202)
-async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+@delete("/jobs/{job_id:str}", status_code=202, responses=errors(400, 404))
+async def cancel_job(request: Request, job_id: JobId) -> JobCancel:
     try:
         job = request.app.state.jobs.get(job_id)
     except LookupError as exc:
         raise NotFoundException(str(exc)) from None
     job.cancel.set()
-    return {"job": job.id, "status": "cancelling" if not job.finished.is_set() else job.status}
+    return JobCancel(job=job.id, status="cancelling" if not job.finished.is_set() else job.status)
 
 
-@get("/images/{path:path}")
-async def image_file(request: Request, path: str) -> File:
+@get("/images/{path:path}", media_type="image/png", responses=errors(400, 404))
+async def image_file(request: Request, path: Annotated[str, PathParameter(max_length=1024)]) -> File:
     gallery: Path = request.app.state.gallery.resolve()
-    target = (gallery / path.lstrip("/")).resolve()
-    if gallery not in target.parents or not target.is_file() or target.suffix != ".png":
-        raise NotFoundException(f"no image {path!r}")
+    try:
+        target = (gallery / path.lstrip("/")).resolve()
+        found = gallery in target.parents and target.suffix == ".png" and target.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in the path
+        found = False
+    if not found:
+        raise NotFoundException(f"no image {short_repr(path)}")
     return File(path=target, media_type="image/png", content_disposition_type="inline")
 
 
-@post("/score", status_code=200)
-async def score(request: Request) -> dict[str, Any]:
-    """Multipart: one or more ``images`` files and a ``prompt`` field."""
+@post("/score", status_code=200, operation_class=declared_body(multipart=ScoreUpload),
+      responses=errors(400, 413, 415, 429, 503))
+async def score(request: Request) -> ScoreResponse:
+    """Multipart: one to 32 ``images`` files and a ``prompt`` field."""
     if request.content_type[0] != "multipart/form-data":
-        raise ClientException("send multipart/form-data with 'images' files and a 'prompt' field")
+        raise HTTPException(status_code=415, detail="send multipart/form-data with 'images' files and a 'prompt' field")
     form = await request.form()
     prompt = form.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ClientException("field 'prompt' is required")
+    if len(prompt) > MAX_IDEA_CHARS:
+        raise ClientException(f"field 'prompt' is {len(prompt)} characters; the limit is {MAX_IDEA_CHARS}")
     uploads = [u for u in form.getall("images") if isinstance(u, UploadFile)] if "images" in form else []
     if not uploads:
         raise ClientException("send at least one file in the field 'images'")
-    if len(uploads) > 32:
-        raise ClientException(f"at most 32 images per request, got {len(uploads)}")
+    if len(uploads) > MAX_SCORE_IMAGES:
+        raise ClientException(f"at most {MAX_SCORE_IMAGES} images per request, got {len(uploads)}")
     files = [(await u.read(), f"image {u.filename!r}") for u in uploads]
 
     def decode_and_score():
@@ -241,9 +236,7 @@ async def score(request: Request) -> dict[str, Any]:
     result = await anyio.to_thread.run_sync(decode_and_score)
     out = result.to_dict()
     out["images"] = [{"name": u.filename, "score": s} for u, s in zip(uploads, result.scores)]
-    return out
+    return msgspec.convert(out, ScoreResponse)
 
 
 ROUTES = [generate, job_status, cancel_job, image_file, score]
-
-

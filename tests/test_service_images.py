@@ -136,8 +136,8 @@ def test_score_endpoint(server):
 
 
 @pytest.mark.parametrize("path,kwargs,status,needle", [
-    ("/generate", {"json": {"prompt": "x", "width": 100}}, 400, "width must be a multiple of 8, got 100"),
-    ("/generate", {"json": {"prompt": "x", "n": 20}}, 400, "num_images must be an integer from 1 to 8, got 20"),
+    ("/generate", {"json": {"prompt": "x", "width": 100}}, 400, "width (body): Expected `int` that's a multiple of 8, got 100"),
+    ("/generate", {"json": {"prompt": "x", "n": 20}}, 400, "n (body): Expected `int` <= 8, got 20"),
     ("/generate", {"json": {"prompt": "x", "scheduler": "Heun"}}, 400, "unknown scheduler 'Heun'"),
     ("/generate", {"json": {"prompt": "x", "idea": "y"}}, 400, "exactly one of 'prompt'"),
     ("/generate", {"json": {"prompt": "x", "size": 3}}, 400, "size"),
@@ -148,7 +148,7 @@ def test_score_endpoint(server):
      "image 'a.png': not a readable image"),
     ("/score", {"data": {"prompt": "x"}, "files": {"images": ("big.png", b"", "image/png")}}, status_for(UnsupportedImageError()),
      "the file is empty"),
-    ("/score", {"data": {"prompt": "x"}}, 400, "'images' files"),
+    ("/score", {"data": {"prompt": "x"}}, 415, "'images' files"),  # a urlencoded form, not multipart
     ("/images/../../etc/passwd", {}, 404, ""),
 ])
 def test_bad_image_requests(server, path, kwargs, status, needle):
