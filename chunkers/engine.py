@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 from .base import Chunker
 from .chunk import Chunk
-from .levels import Source, SplitLevel, break_ends, punkt_starts
+from .levels import BLANK_LINES, Source, SplitLevel, break_ends, punkt_starts
 from .measure import Measure, OffsetMeasure
 
 Span = tuple[int, int, int]  # start, end, section
@@ -55,6 +55,15 @@ class _Planner:
         while b > a and text[b - 1].isspace():
             b -= 1
         return a, b
+
+    def skip_space(self, a: int, b: int) -> int:
+        """The first non-whitespace position in ``[a, b)``, else ``b``: ``trim(a, b)[0]``
+        without walking back over whitespace before ``b`` (once per window that was
+        quadratic on a text ending in a long blank run)."""
+        text = self.text
+        while a < b and text[a].isspace():
+            a += 1
+        return a
 
     def outside_fences(self, a: int, b: int) -> Callable[[int], bool] | None:
         """For ``[a, b)``: the test that keeps a cut out of fenced code blocks, or
@@ -270,9 +279,11 @@ class _KnownBounds:
 _TO_NEXT_WORD = re.compile(r"\S{0,199}\s+")
 
 
-# A paragraph break followed straight away by a letter or digit: where sentence
-# splitting can restart without changing any sentence start after it.
-_CLEAN_BREAK = re.compile(r"\n(?:[ \t]*\n)+(?=[^\W_])")
+# After a paragraph break, a letter or digit straight away makes it a clean break:
+# where sentence splitting can restart without changing any sentence start after
+# it. (Tested on the breaks the blank-line level finds: one pattern with this as a
+# look-ahead retried every line break of a long blank run and was quadratic.)
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 
 class _LazySentences:
@@ -282,7 +293,7 @@ class _LazySentences:
     A chunk ends at the last piece end within the budget, so only the paragraph
     where the budget runs out (and the one where the chunk starts) need their
     sentence starts; the paragraphs in between lie inside the chunk whatever their
-    sentences are. Paragraphs are cut at ``_CLEAN_BREAK`` points, and Punkt run on
+    sentences are. Paragraphs are cut at clean breaks (``_LETTER_OR_DIGIT``), and Punkt run on
     a window from one such point to the end of the first line after the next
     gives exactly the starts that Punkt on the whole text gives inside it: every
     candidate's word, context and decision are the same (whitespace separates
@@ -296,9 +307,10 @@ class _LazySentences:
         # token-free, done while the text is being encoded
         self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
         self.keep = planner.outside_fences(a, b)
+        starts_word = _LETTER_OR_DIGIT.match
         self.bounds = [a] + [
-            p for m in _CLEAN_BREAK.finditer(self.text, a, b)
-            if a < (p := m.end()) < b and (self.keep is None or self.keep(p))
+            p for p in BLANK_LINES.find(planner.source, a, b)
+            if starts_word(self.text, p) and (self.keep is None or self.keep(p))
         ] + [b]  # no cut inside a code block, so no window edge there either
         self.pieces: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
         self.cuts: dict[int, list[int]] = {}
@@ -541,7 +553,7 @@ class LevelChunker(Chunker):
                 spans.append((s, e2, 0))
             if e >= n:
                 break
-            nxt, _ = planner.trim(measure.advance(a, self.max_tokens - self.overlap, n), n)
+            nxt = planner.skip_space(measure.advance(a, self.max_tokens - self.overlap, n), n)
             a = max(nxt, a + 1)
         counts = self._exact_counts(measure, [(a, b) for a, b, _ in spans])
         spans, counts = self._repair(source, measure, spans, counts)

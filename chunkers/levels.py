@@ -21,7 +21,10 @@ from typing import Callable
 from .sentences import fast_punkt
 
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*?)[ \t#]*$", re.M)
+# A heading line; its title is the rest of the line less any closing ``#`` run
+# and trailing blanks. That tail is stripped with ``str.rstrip``: a lazy title
+# followed by ``[ \t#]*$`` backtracks quadratically on a long "# # # ... x" line.
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*)$", re.M)
 _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 # A line break is structural when the line before ends a sentence or clause, or
 # the next line starts a list item, quote, table row, heading or indented block;
@@ -29,10 +32,19 @@ _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 # Two patterns, each starting with a character class or a literal so the regex
 # engine skips ahead fast (one alternation of both runs twice as slow).
 _LINE_AFTER_END = re.compile(r"[.!?:;][ \t]*\n")
-_LINE_BEFORE_ITEM = re.compile(r"\n(?=[ \t]*(?:[-*+•][ \t]|\d{1,3}[.)][ \t]|[>|#]|[ \t]{2,}\S))")
+# The indented-block branch stands outside ``[ \t]*``: nested there, a long run of
+# blanks after a line break was re-scanned from every one of its positions.
+_LINE_BEFORE_ITEM = re.compile(r"\n(?=[ \t]*(?:[-*+•][ \t]|\d{1,3}[.)][ \t]|[>|#])|[ \t]{2,}\S)")
 _ANY_LINE = re.compile(r"\n")
 _CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
 _WORD = re.compile(r"\s+")
+
+
+def _heading_title(rest: str) -> str:
+    """The title in the rest of a heading line (from its first non-blank
+    character): its first character, then the rest less trailing blanks and
+    ``#``s, stripped."""
+    return (rest[:1] + rest[1:].rstrip(" \t#")).strip()
 
 
 class Source:
@@ -82,7 +94,7 @@ class Source:
         while pos > 0 or (pos == 0 and text.startswith("#")):
             m = _HEADING.match(text, pos)
             if m and not (self.fences and self.fence_at(m.start() + 1) is not None):
-                found.append((m.start(), len(m.group(1)), m.group(2).strip()))
+                found.append((m.start(), len(m.group(1)), _heading_title(m.group(2))))
             nxt = text.find("\n#", pos + 1)
             if nxt < 0:
                 break
@@ -90,16 +102,20 @@ class Source:
         return found
 
     @functools.cached_property
+    def heading_offsets(self) -> list[int]:
+        """Where each heading starts (built once: every re-planned span asks)."""
+        return [offset for offset, _, _ in self.headings]
+
+    @functools.cached_property
     def _heading_paths(self) -> tuple[list[int], list[tuple[str, ...]]]:
-        offsets, paths = [], []
+        paths = []
         stack: list[tuple[int, str]] = []
-        for offset, level, title in self.headings:
+        for _offset, level, title in self.headings:
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
-            offsets.append(offset)
             paths.append(tuple(t for _, t in stack))
-        return offsets, paths
+        return self.heading_offsets, paths
 
     def heading_paths(self, positions: list[int]) -> list[tuple[str, ...]]:
         """``heading_path`` for many positions in one pass."""
@@ -125,7 +141,7 @@ def _pattern_ends(pattern: re.Pattern) -> Finder:
 
 
 def _heading_starts(source: Source, a: int, b: int) -> list[int]:
-    offsets = [h[0] for h in source.headings]
+    offsets = source.heading_offsets
     lo, hi = bisect.bisect_right(offsets, a), bisect.bisect_left(offsets, b)
     return offsets[lo:hi]
 

@@ -14,6 +14,7 @@ and its text is the spans joined by ``SPAN_SEPARATOR``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,60 @@ class SemanticChunker(LevelChunker):
         spans.append((a + start, a + end, section))
         return spans
 
+    def _joined_count(self, group: dict[str, Any], unit: Chunk, text: str) -> int:
+        """Tokens of ``group``'s text with ``unit`` added. A unit joined after
+        ``SPAN_SEPARATOR`` starts at a line start, so where the tokenizer cuts
+        there (``splits_at_line_starts``), the group's text with the separator is
+        counted once (``group["head"]``) and the unit's count added: trying every
+        open group by encoding it again made group mode quadratic."""
+        spans, count = group["spans"], self.tokenizer.count
+        if self.tokenizer.splits_at_line_starts and unit.text[0] != "/" and not _fuses(spans, unit.start, text):
+            if group["head"] is None:
+                group["head"] = count(SPAN_SEPARATOR.join(text[s:e] for s, e in spans) + SPAN_SEPARATOR)
+            return group["head"] + unit.token_count
+        return count(SPAN_SEPARATOR.join(text[s:e] for s, e in _add_span(spans, unit.start, unit.end, text)))
+
+    def _group(self, units: list[Chunk], vectors: np.ndarray, cut: float, text: str) -> list[dict[str, Any]]:
+        """Each unit, in order, joins the most similar group over ``cut`` that stays
+        within budget (on a tie, the later one), else starts a group. A group whose
+        counted text with the separator (``heads``, -1 until counted) leaves less
+        room than the unit's tokens is passed over without a call, unless the unit
+        fuses with it (it holds the unit before) or starts with "/" (no safe point
+        before it): each call would only find again that it does not fit."""
+        groups: list[dict[str, Any]] = []
+        sums = np.zeros_like(vectors)  # row g: the sum of group g's unit vectors
+        norms = np.zeros(len(vectors), dtype=vectors.dtype)
+        heads = np.full(len(vectors), -1, dtype=np.int64)
+        previous = -1  # the group of the unit before
+        for unit, vec in zip(units, vectors):
+            chosen = None
+            if groups:
+                n_groups = len(groups)
+                to_groups = (sums[:n_groups] @ vec) / np.maximum(norms[:n_groups], 1e-12)
+                over = np.flatnonzero(to_groups >= cut)  # then best first, until one fits
+                if unit.text[0] != "/":
+                    room = heads[over]
+                    over = over[(room < 0) | (room + unit.token_count <= self.max_tokens) | (over == previous)]
+                for g in over[np.lexsort((-over, -to_groups[over]))].tolist():
+                    group = groups[g]
+                    if group["n"] + unit.token_count > self.max_tokens + _SEAM_SAVINGS:
+                        continue  # cannot fit: only counting the joined text would tell more
+                    n = self._joined_count(group, unit, text)
+                    if n <= self.max_tokens:
+                        chosen = g
+                        group["spans"] = _add_span(group["spans"], unit.start, unit.end, text)
+                        group["n"], group["head"], heads[g] = n, None, -1
+                        break
+                    if group["head"] is not None:
+                        heads[g] = group["head"]
+            if chosen is None:
+                chosen = len(groups)
+                groups.append({"spans": [(unit.start, unit.end)], "n": unit.token_count, "head": None})
+            sums[chosen] += vec
+            norms[chosen] = np.linalg.norm(sums[chosen])
+            previous = chosen
+        return groups
+
     def chunk(self, text: str) -> list[Chunk]:
         check_text(text)
         if self.mode == "split":
@@ -100,33 +155,7 @@ class SemanticChunker(LevelChunker):
             return []
         vectors = self.embed([u.text for u in units])
         sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
-        cut = self.cut_similarity(sims)
-        count = self.tokenizer.count
-        groups: list[dict[str, Any]] = []
-        sums = np.zeros_like(vectors)  # row g: the sum of group g's unit vectors
-        norms = np.zeros(len(vectors), dtype=vectors.dtype)
-        for unit, vec in zip(units, vectors):
-            chosen = None
-            if groups:
-                n_groups = len(groups)
-                to_groups = (sums[:n_groups] @ vec) / np.maximum(norms[:n_groups], 1e-12)
-                # The most similar group that stays within budget (on a tie, the
-                # later one): try those over the cut, best first, until one fits.
-                over = np.flatnonzero(to_groups >= cut)
-                for g in over[np.lexsort((-over, -to_groups[over]))].tolist():
-                    if groups[g]["n"] + unit.token_count > self.max_tokens + _SEAM_SAVINGS:
-                        continue  # cannot fit: only counting the joined text would tell more
-                    spans = _add_span(groups[g]["spans"], unit.start, unit.end, text)
-                    n = count(SPAN_SEPARATOR.join(text[s:e] for s, e in spans))
-                    if n <= self.max_tokens:
-                        chosen = g
-                        groups[g]["spans"], groups[g]["n"] = spans, n
-                        break
-            if chosen is None:
-                chosen = len(groups)
-                groups.append({"spans": [(unit.start, unit.end)], "n": unit.token_count})
-            sums[chosen] += vec
-            norms[chosen] = np.linalg.norm(sums[chosen])
+        groups = self._group(units, vectors, self.cut_similarity(sims), text)
         groups.sort(key=lambda g: g["spans"][0][0])
         source = Source(text)
         chunks = []
@@ -146,9 +175,18 @@ class SemanticChunker(LevelChunker):
         return chunks
 
 
+_NON_SPACE = re.compile(r"\S")
+
+
+def _fuses(spans: list[tuple[int, int]], start: int, text: str) -> bool:
+    """Whether only whitespace lies between the last span and ``start`` (looked
+    for from the span's end: slicing the whole gap was quadratic in group mode)."""
+    return bool(spans) and _NON_SPACE.search(text, spans[-1][1], start) is None
+
+
 def _add_span(spans: list[tuple[int, int]], start: int, end: int, text: str) -> list[tuple[int, int]]:
     """Append a unit's span, fusing it with the last one when only whitespace
     separates them (so adjacent sentences stay one passage)."""
-    if spans and not text[spans[-1][1] : start].strip():
+    if _fuses(spans, start, text):
         return spans[:-1] + [(spans[-1][0], end)]
     return spans + [(start, end)]

@@ -38,6 +38,11 @@ class TokenCounter:
     """Counts tokens; subclasses that know token boundaries override ``measure``."""
 
     name = "callable"
+    # True when ``count(a + b) == count(a) + count(b)`` whenever ``a`` ends with a
+    # line break and ``b`` starts with non-whitespace other than "/" (a safe point,
+    # see ``measure._SAFE``): a text grown by such a ``b`` is counted without
+    # encoding ``a`` again.
+    splits_at_line_starts = False
 
     def count(self, text: str) -> int:
         raise NotImplementedError
@@ -83,6 +88,7 @@ class CallableCounter(TokenCounter):
 
 class CharCounter(TokenCounter):
     name = "chars"
+    splits_at_line_starts = True
 
     def count(self, text: str) -> int:
         return len(text)
@@ -93,6 +99,7 @@ class CharCounter(TokenCounter):
 
 class WordCounter(TokenCounter):
     name = "words"
+    splits_at_line_starts = True
 
     def count(self, text: str) -> int:
         return sum(1 for _ in _WORD.finditer(text))
@@ -150,6 +157,7 @@ class TiktokenCounter(TokenCounter):
     # Encode in blocks so a 100 MB text never becomes one 25M-element int list,
     # and so tiktoken's threads can encode blocks on both cores at once.
     BLOCK_CHARS = 1 << 18
+    splits_at_line_starts = True  # cl100k and o200k pre-tokenisation cuts there
 
     def __init__(self, name: str, threads: int | None = None) -> None:
         self.name = name
