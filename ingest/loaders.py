@@ -112,8 +112,9 @@ def normalise(text: str, notices: list[str] | None = None) -> str:
 
 
 def decode_utf8(data: bytes, name: str) -> str:
-    if b"\x00" in data[:8192]:
-        raise UnsupportedFileError(f"{name}: looks like a binary file, not text")
+    nul = data.find(b"\x00")  # anywhere, not just the start: the API refuses a NUL in JSON text the same way
+    if nul >= 0:
+        raise UnsupportedFileError(f"{name}: looks like a binary file, not text (a NUL byte at offset {nul})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

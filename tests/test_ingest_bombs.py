@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.errors import CorruptFileError, ExpansionLimitError, FileTooLargeError, IngestError
+from ingest.errors import CorruptFileError, ExpansionLimitError, FileTooLargeError, IngestError, UnsupportedFileError
 from ingest.loaders import LoadLimits, Loaded, load_bytes
 from tests.helpers import make_pdf
 
@@ -300,3 +300,9 @@ def _only_loaded_or_ingest_error(data: bytes) -> None:
     except IngestError:
         return
     assert isinstance(loaded, Loaded) and isinstance(loaded.title, str) and loaded.text.endswith("\n")
+
+
+def test_a_nul_byte_anywhere_makes_a_file_binary():
+    """One rule for files and JSON text: a NUL past the first 8 KB is refused too."""
+    with pytest.raises(UnsupportedFileError, match="NUL byte at offset 20000"):
+        load_bytes(b"a" * 20000 + b"\x00 tail", "late.md")
