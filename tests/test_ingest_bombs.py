@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ingest.errors import CorruptFileError, ExpansionLimitError, FileTooLargeError, IngestError, UnsupportedFileError
 from ingest.loaders import LoadLimits, Loaded, load_bytes
-from tests.helpers import make_pdf
+from tests.helpers import make_pdf, pdf_from_objects
 
 BODY = "# Real note\n\nThe body must survive whatever the front matter does.\n"
 
@@ -134,18 +134,6 @@ def test_zalgo_runs_are_normalised_in_pieces_and_said():
 
 # PDF -------------------------------------------------------------------------
 
-def _pdf(objects: list[bytes]) -> bytes:
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def _stream(raw: bytes, layers: int = 1) -> bytes:
     for _ in range(layers):
         raw = zlib.compress(raw, 9)
@@ -160,7 +148,7 @@ def _text_ops(lines: int, line: str) -> bytes:
 def hostile_pdf(pages: int, lines: int, line: str = "All work and no play makes Jack a dull boy.", layers: int = 1) -> bytes:
     """Every page of the tree is the same page object, whose one content stream
     holds ``lines`` lines: a few kilobytes that read as megabytes of text."""
-    return _pdf([
+    return pdf_from_objects([
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join([b"3 0 R"] * pages), pages),
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",

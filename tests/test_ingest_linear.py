@@ -11,6 +11,7 @@ import zlib
 import pytest
 
 from ingest.loaders import load_bytes
+from tests.helpers import pdf_from_objects
 
 N = 100_000
 STEP = 4
@@ -75,18 +76,6 @@ HTML = {
 }
 
 
-def _pdf(objects: list[bytes]) -> bytes:
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def pdf_pages(size: int, line: str, lines_per_page: int, shared: bool) -> bytes:
     """Pages of text, each with its own content stream (or all sharing one), grown to ``size`` bytes."""
     ops = ("BT /F1 12 Tf 72 720 Td 14 TL\n" + f"({line}) Tj T*\n" * lines_per_page + "ET").encode()
@@ -104,7 +93,7 @@ def pdf_pages(size: int, line: str, lines_per_page: int, shared: bool) -> bytes:
             objects += [page % (len(objects) + 2), stream]
     kids = [b"%d 0 R" % (i + 1) for i, body in enumerate(objects) if body.startswith(b"<< /Type /Page ")]
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
-    return _pdf(objects)
+    return pdf_from_objects(objects)
 
 
 PDF = {
