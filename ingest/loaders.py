@@ -48,6 +48,7 @@ class LoadLimits:
     max_pdf_chars_per_byte: int = 100  # extracted characters per byte of PDF: real PDFs stay under 5
     max_pdf_seconds: float = 60.0  # checked after each page
     max_pdf_stream_bytes: int = 16 * 1024 * 1024  # one inflated content stream; a larger one is refused
+    max_blank_run: int = 100_000  # spaces/tabs in a row: tokenizers fail on ~1 MB runs; a longer run is shortened
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -130,7 +131,7 @@ def load_bytes(data: bytes, name: str, kind: str | None = None, limits: LoadLimi
         raise FileTooLargeError(f"{name}: {len(data)} bytes is over the {limits.max_file_bytes}-byte limit (max_file_bytes)")
     stem = Path(name).stem or name
     if kind == "pdf":
-        return _load_pdf(data, name, stem, limits)
+        return _shorten_blank_runs(_load_pdf(data, name, stem, limits), limits.max_blank_run)
     notices: list[str] = []
     text = normalise(decode_utf8(data, name), notices)
     if kind == "html":
@@ -142,6 +143,24 @@ def load_bytes(data: bytes, name: str, kind: str | None = None, limits: LoadLimi
     else:
         raise UnsupportedFileError(f"{name}: unsupported kind {kind!r}")
     loaded.notices[:0] = notices
+    return _shorten_blank_runs(loaded, limits.max_blank_run)
+
+
+def _shorten_blank_runs(loaded: Loaded, limit: int) -> Loaded:
+    """Runs of blanks over ``limit`` keep their first ``limit`` characters, and a
+    notice says so: tiktoken's pre-tokenizer fails on a run of about a million
+    blanks, which would fail the whole note. The look-behind starts a match only
+    at a run's start, so each run is scanned once."""
+    runs = list(re.finditer(r"(?<![^\S\n])[^\S\n]{%d,}" % (limit + 1), loaded.text))
+    if not runs:
+        return loaded
+    parts, at = [], 0
+    for m in runs:
+        parts += [loaded.text[at : m.start() + limit]]
+        at = m.end()
+    loaded.text = "".join(parts) + loaded.text[at:]
+    loaded.notices.append(f"{len(runs)} run(s) of blanks longer than {limit:,} characters (the longest "
+                          f"{max(len(m.group()) for m in runs):,}) were shortened to {limit:,} (max_blank_run)")
     return loaded
 
 

@@ -294,3 +294,18 @@ def test_a_nul_byte_anywhere_makes_a_file_binary():
     """One rule for files and JSON text: a NUL past the first 8 KB is refused too."""
     with pytest.raises(UnsupportedFileError, match="NUL byte at offset 20000"):
         load_bytes(b"a" * 20000 + b"\x00 tail", "late.md")
+
+
+def test_a_million_blanks_are_shortened_and_said_so_the_note_chunks():
+    """tiktoken fails on a run of ~1 MB of blanks (its pre-tokenizer's stack, or a
+    panic that passes `except Exception`): such runs are shortened, with a notice."""
+    import chunkers
+
+    data = ("# Note\n\nbefore" + " " * 600_000 + "\t" * 500_000 + "after\n\nend " + "\u3000" * 200_001 + "x\n").encode()
+    loaded = load_bytes(data, "blank.md")
+    assert "2 run(s) of blanks longer than 100,000 characters (the longest 1,100,000)" in loaded.notices[-1]
+    assert "max_blank_run" in loaded.notices[-1]
+    assert loaded.text.startswith("# Note\n\nbefore" + " " * 100_000 + "after\n\nend " + "\u3000" * 99_999 + "x")  # the run began at the space
+    chunks = chunkers.get("hybrid", max_tokens=256, overlap=32)(loaded.text)
+    assert "after" in "".join(c.text for c in chunks)
+    assert load_bytes(b"a" + b" " * 100_000 + b"b", "ok.txt").notices == []
