@@ -12,6 +12,9 @@
   an index, or not a database; ``noteloom repair`` recovers what can be read.
 - ``StorageFullError(StorageError)``: the disk is full (``ENOSPC``, SQLite's
   "database or disk is full"); what was committed before stays stored.
+- ``WriteLockTimeoutError(RuntimeError)``: another writer (a CLI ingest, say) held
+  the data folder's write lock longer than the caller's bound
+  (``Notebook.write_timeout``); nothing was written, and trying again later can work.
 """
 
 
@@ -40,4 +43,8 @@ class StoreDamagedError(StorageError):
 
 
 class StorageFullError(StorageError):
+    pass
+
+
+class WriteLockTimeoutError(RuntimeError):
     pass

@@ -233,11 +233,22 @@ def cmd_serve(args) -> int:
     from retrieval import resolve_data_dir
     from retrieval.integrity import check_at_open
 
+    from .connections import timed_protocol
+
     check_at_open(resolve_data_dir(args.data))  # a damaged store is one line here, not a traceback from the lifespan
-    app = create_app(ServiceConfig.from_env(data_dir=args.data))
+    config = ServiceConfig.from_env(data_dir=args.data)
+    protocol = timed_protocol(config.header_seconds, config.body_seconds)
+    app = create_app(config)
     print(f"noteloom: serving on http://{args.host}:{args.port} (OpenAPI at /schema)", file=sys.stderr)
-    # a bounded shutdown: an upload still embedding must not keep SIGTERM waiting for minutes
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", limit_concurrency=args.limit_concurrency,
+    # The event loop (accepting, parsing, refusing) shares the GIL with the threads running requests: with
+    # Python's default 5 ms switch interval each hand-over to the loop can wait that long, and a refusal needs
+    # several. This process is the server, so it sets its own interval (see bench/load_bench.py).
+    sys.setswitchinterval(0.001)
+    # Overload is handled per route by admission control (service.admission); uvicorn's own limit counts idle
+    # connections too, so it is off unless asked for. A bounded shutdown: an upload still embedding must not
+    # keep SIGTERM waiting for minutes.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=protocol,
+                limit_concurrency=args.limit_concurrency, timeout_keep_alive=config.keep_alive_seconds,
                 timeout_graceful_shutdown=10)
     return 0
 
@@ -328,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--limit-concurrency", type=int, default=64, help="beyond this, answer 503 at once")
+    serve.add_argument("--limit-concurrency", type=int, default=None,
+                       help="connections and requests beyond which uvicorn answers a plain-text 503 (default: no limit; "
+                            "expensive routes are limited by admission control, NOTELOOM_ADMISSION)")
     serve.set_defaults(handler=cmd_serve)
     return parser
 
