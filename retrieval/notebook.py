@@ -34,7 +34,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import EmbeddingMismatchError, IndexCorruptError, RetrievalError, StorageFullError, StoreDamagedError
+from .errors import (EmbeddingMismatchError, IndexCorruptError, RetrievalError, StorageFullError, StoreDamagedError,
+                     WriteLockTimeoutError)
 from .integrity import DB_NAME, CheckReport, check_at_open, full_check, guard, translate
 from .store import ChunkRecord, DocumentRecord, Store
 from .vectors import VectorIndex, kind_for
@@ -50,6 +51,7 @@ MAX_FILTER_TAGS = 64  # tags in one search filter (each one a SQL condition)
 MAX_FILTER_CHARS = 1024  # a tag or a source prefix
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
 STALE_REBUILD_SECONDS = 5.0
+LOCK_POLL_SECONDS = (0.01, 0.2)  # first and longest pause between tries for a held writer lock
 
 
 def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
@@ -87,6 +89,7 @@ class Notebook:
         self._index_generation = -1
         self._last_rebuild = 0.0
         self._writing = False
+        self.write_timeout: float | None = None  # longest wait for another writer; None: as long as it takes
         with guard(self.folder, "opening the store"):
             recorded = self.store.get_meta("embedding")
         self.embedding_model = embedding_model or (recorded or {}).get("model") or _default_model()
@@ -229,20 +232,47 @@ class Notebook:
             raise
 
     @contextlib.contextmanager
-    def _write_lock(self, blocking: bool = True) -> Iterator[None]:
+    def _write_lock(self, blocking: bool = True, timeout: float | None = None) -> Iterator[None]:
+        """The folder's writer lock. ``blocking=False``: BlockingIOError if it is held;
+        else wait, for at most ``timeout`` seconds (None: no bound), then WriteLockTimeoutError."""
         with open(self.folder / "write.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            if not blocking or timeout is None:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            else:
+                self._lock_within(fh, timeout)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def _lock_within(self, fh, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pause, longest = LOCK_POLL_SECONDS
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WriteLockTimeoutError(
+                        f"another writer (a `noteloom ingest`?) has held {self.folder / 'write.lock'} for over "
+                        f"{timeout:g} s; nothing was written, try again later") from None
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, longest)
+
     @contextlib.contextmanager
-    def writer(self) -> Iterator["Writer"]:
-        """Exclusive write session; the index is persisted when it closes."""
+    def writer(self, timeout: float | None = None) -> Iterator["Writer"]:
+        """Exclusive write session; the index is persisted when it closes. Another
+        process's writer is waited for at most ``timeout`` seconds (default: the
+        notebook's ``write_timeout``; None waits as long as it takes), then
+        ``WriteLockTimeoutError``."""
         # The in-process lock is held only while the index changes, so searches
         # keep running while a writer loads, chunks and embeds.
-        with self._guard("writing"), self._write_lock():
+        timeout = self.write_timeout if timeout is None else timeout
+        if timeout is not None and not 0 <= timeout <= 24 * 3600:
+            raise ValueError(f"write timeout must be 0..86400 seconds or None, got {timeout!r}")
+        with self._guard("writing"), self._write_lock(timeout=timeout):
             try:
                 with self._lock:
                     self._sync_index()

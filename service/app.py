@@ -27,7 +27,9 @@ from ingest.isolation import Workers
 from ingest.loaders import DEFAULT_LIMITS, LoadLimits
 from ingest.sources import MAX_COLLECTION_CHARS, MAX_SOURCE_CHARS, check_collection_name, check_source_name
 from retrieval import Notebook
+from retrieval.errors import WriteLockTimeoutError
 
+from .admission import Admission, Limit, bound_writes, parse_limits, write_lock_busy
 from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Deleted, Document, DocumentAdded, DocumentList,
                      DocumentSummary, DocumentUpload, Health, Hit, PromptRequest, PromptResponse, SearchRequest,
@@ -49,6 +51,11 @@ class ServiceConfig:
     ingest_workers: int = 1  # worker processes parsing and chunking uploads (uploads beyond wait their turn)
     worker_memory_bytes: int | None = 2 * 1024**3  # address space of each worker; None: unlimited
     limits: LoadLimits = DEFAULT_LIMITS  # what one document may cost to load (NOTELOOM_MAX_PDF_PAGES, ...)
+    admission: dict[str, Limit] | None = None  # per route class: running/queued/wait (service.admission); None: sized to the cores
+    write_lock_seconds: float = 10.0  # longest wait for the writer lock (a CLI ingest holds it); then 503 + Retry-After
+    keep_alive_seconds: float = 5.0  # an idle keep-alive connection is closed after this
+    header_seconds: float = 10.0  # a request line and headers must arrive within this, else the connection is closed
+    body_seconds: float = 10.0  # the longest pause while a request body arrives, else the connection is closed
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServiceConfig":
@@ -57,7 +64,11 @@ class ServiceConfig:
                      max_generations=int(env("NOTELOOM_MAX_GENERATIONS", "1")),
                      document_seconds=float(env("NOTELOOM_DOCUMENT_SECONDS", cls.document_seconds)),
                      ingest_workers=int(env("NOTELOOM_INGEST_WORKERS", cls.ingest_workers)),
-                     limits=load_limits())
+                     limits=load_limits(), admission=parse_limits(env("NOTELOOM_ADMISSION")),
+                     write_lock_seconds=float(env("NOTELOOM_WRITE_LOCK_SECONDS", cls.write_lock_seconds)),
+                     keep_alive_seconds=float(env("NOTELOOM_KEEP_ALIVE_SECONDS", cls.keep_alive_seconds)),
+                     header_seconds=float(env("NOTELOOM_HEADER_SECONDS", cls.header_seconds)),
+                     body_seconds=float(env("NOTELOOM_BODY_SECONDS", cls.body_seconds)))
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
@@ -322,7 +333,9 @@ def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Lit
         route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES],
         lifespan=[lifespan],
         guards=[api_key_guard],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, WriteLockTimeoutError: write_lock_busy(config.write_lock_seconds)},
+        middleware=[Admission(config.admission, guards=[api_key_guard])],
+        on_startup=[bound_writes(config.write_lock_seconds)],
         request_max_body_size=config.max_upload_bytes + 64 * 1024,
         multipart_form_part_limit=MULTIPART_PARTS,
         request_class=CheckedRequest,

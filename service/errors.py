@@ -21,7 +21,8 @@ from imagegen.errors import (BusyError, GenerationError, ImageTooLargeError, Mod
 from imagegen.generate import Cancelled
 from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
 from ingest.isolation import WorkerLimitError
-from retrieval.errors import DocumentNotFoundError, EmbeddingMismatchError, RetrievalError, StorageFullError, StoreDamagedError
+from retrieval.errors import (DocumentNotFoundError, EmbeddingMismatchError, RetrievalError, StorageFullError, StoreDamagedError,
+                              WriteLockTimeoutError)
 from retrieval.integrity import translate
 
 from .models import Error, sent_value, short_repr
@@ -37,6 +38,7 @@ STATUS_BY_EXCEPTION: list[tuple[type[BaseException], int]] = [
     (UnsupportedImageError, 415),
     (EmbeddingMismatchError, 409),
     (StoreDamagedError, 503),
+    (WriteLockTimeoutError, 503),
     (StorageFullError, 507),
     (BusyError, 429),
     (Cancelled, 409),
