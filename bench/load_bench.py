@@ -3,7 +3,7 @@ with the sample notes ingested (issue 11).
 
 For ``/search`` and ``/ask``:
 
-- capacity: the highest rate (requests/s, Poisson arrivals) at which p99 stays
+- capacity: the highest rate (requests/s, evenly spaced) at which p99 stays
   within the target (200 ms for /search, 1 s for /ask) and at least 99 % are served;
 - at 2x and 5x that rate: goodput (served/s), p99 of the served, p99 of the
   refusals and whether every refusal is JSON with Retry-After; ``/health`` p99 meanwhile;
@@ -115,15 +115,13 @@ async def call(pool: Pool, route: str, due: float, rng: random.Random) -> Result
 
 
 async def open_loop(port: int, route: str, rate: float, seconds: float, seed: int = 0) -> tuple[list[Result], list[float]]:
-    """Requests at Poisson arrivals of ``rate``/s for ``seconds``; /health probed 10 times a second meanwhile."""
+    """Requests at a constant ``rate``/s (wrk2's open loop) for ``seconds``; /health probed 10 times a second meanwhile."""
     pool, probe, rng = Pool(port), Pool(port), random.Random(seed)
     start = time.perf_counter()
-    tasks, due = [], start
+    tasks = []
     health = asyncio.create_task(probe_health(probe, start + seconds))
-    for _ in range(int(rate * seconds * 3) + 10):
-        due += rng.expovariate(rate)
-        if due >= start + seconds:
-            break
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         tasks.append(asyncio.create_task(call(pool, route, due, rng)))
     results = await asyncio.gather(*tasks)
@@ -228,11 +226,13 @@ def main() -> None:
             cap, rows = capacity(port, route, seconds, 20.0 if route == "search" else 1.0)
             cap_rows += rows
             for factor in (2, 5):
+                cpu = sum(os.times()[:2])
                 results, health = asyncio.run(open_loop(port, route, cap * factor, seconds, seed=factor))
+                cpu = (sum(os.times()[:2]) - cpu) / seconds
                 s = summary(results, seconds)
                 over_rows.append([route, f"{factor}x = {cap * factor:.1f}", s["sent"], f"{s['goodput']:.1f} ({s['goodput'] / max(cap, 1e-9):.0%})",
                                   s["p99"], s["refused"], s["refused_p99"], "yes" if s["refusals_json"] else "NO",
-                                  s["other"] or "-", ms(health, 99)])
+                                  s["other"] or "-", ms(health, 99), f"{cpu:.2f}"])
             results = asyncio.run(burst(port, route))
             served = [r.seconds for r in results if r.status == 200]
             refused = [r for r in results if r.status in (429, 503)]
@@ -247,7 +247,8 @@ def main() -> None:
         "## Capacity (p99 target: /search 200 ms, /ask 1 s; >= 99 % served)\n\n" + table(
             ["route", "rate/s", "sent", "served", "goodput/s", "p50 ms", "p99 ms", "refused", "other statuses", "within"], cap_rows),
         "## Overload\n\n" + table(["route", "rate/s", "sent", "goodput/s (of capacity)", "served p99 ms", "refused",
-                                   "refusal p99 ms", "refusals JSON + Retry-After", "other statuses", "/health p99 ms"], over_rows),
+                                   "refusal p99 ms", "refusals JSON + Retry-After", "other statuses", "/health p99 ms",
+                                   "generator CPUs"], over_rows),
         "## 200 simultaneous requests\n\n" + table(["route", "served", "p50 ms", "p99 ms", "refused", "refusal p50 ms",
                                                    "refusal p99 ms", "JSON + Retry-After"], burst_rows),
         f"## /health with 200 idle connections open\n\np50 {ms(idle_times, 50)} ms, p99 {ms(idle_times, 99)} ms, "

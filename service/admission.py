@@ -11,15 +11,15 @@ starve it.
 Each class has a ``Limit``: at most ``running`` requests in flight and ``queued``
 waiting for a slot, first come first served, each for at most ``wait`` seconds.
 A request is refused at once when the queue is full, or when its predicted wait
-(its place in the queue × the class's recent time per request ÷ ``running``)
-exceeds ``wait``; one still waiting after ``wait`` seconds is refused then. A
+((its place in the queue + 1) × the class's recent time per request ÷ ``running``)
+exceeds half of ``wait``; one still waiting after ``wait`` seconds is refused then. A
 refusal is a 503 in the service's error shape, ``{"status_code": 503, "error":
 "OverloadedError", "detail": ...}``, with ``Retry-After`` (whole seconds until the
 queue ahead of it should have drained, at least 1). A request that a guard would
 refuse (a missing API key) takes no slot.
 
 Defaults (``default_limits``) are sized to the cores; ``NOTELOOM_ADMISSION``
-overrides single classes, e.g. ``ask=1/2/0.5,search=4/16/0.2`` (running/queued/
+overrides single classes, e.g. ``ask=1/4/2,search=4/16/0.2`` (running/queued/
 wait seconds). A slot is held from admission until the response is sent; a
 generation with ``wait: false`` holds it only until its job is queued.
 """
@@ -59,6 +59,10 @@ CHEAP_WRITES = {("DELETE", "/jobs/{}")}
 """Non-GET routes that do no expensive work and are never queued (cancelling a job)."""
 
 MAX_RETRY_AFTER = 60
+HEADROOM = 0.5
+"""A request is queued only when its predicted wait is within this share of the
+class's ``wait``: the prediction is an average and the bound is for every request,
+so refusals are decided at once rather than after waiting out the bound."""
 _PARAMETER = re.compile(r"\{[^}]*\}")
 
 
@@ -85,13 +89,16 @@ def cores() -> int:
 
 
 def default_limits(count: int | None = None) -> dict[str, Limit]:
-    """Per class: in flight as many as the cores (one for generation and scoring,
-    which use every core themselves); a queue that keeps them busy; a wait within
-    the latency a client of the route can expect (``/search`` 0.2 s, ``/ask`` 0.5 s)."""
+    """Per class: in flight as many as the cores for searches and writes; half as
+    many for ``/ask``, whose sentence embeddings already use every core (more at
+    once only lengthens each); one generation and one scoring, which use every
+    core. The queue keeps the slots busy; the wait stays within what a client of
+    the route can expect (``/search`` 0.2 s, ``/ask`` 2 s: a question takes a
+    good part of a second, so a shorter bound would leave no room to queue one)."""
     c = count or cores()
     return {
         "search": Limit(running=c, queued=8 * c, wait=0.2),
-        "ask": Limit(running=c, queued=2 * c, wait=0.5),
+        "ask": Limit(running=max(1, c // 2), queued=2 * c, wait=2.0),
         "documents": Limit(running=c, queued=2 * c, wait=5.0),
         "generate": Limit(running=1, queued=c, wait=2.0),
         "score": Limit(running=1, queued=c, wait=2.0),
@@ -124,7 +131,8 @@ class Gate:
         self.seconds = 0.0  # recent time per request (moving average), 0 until one finished
 
     def predicted_wait(self, place: int) -> float:
-        return place * self.seconds / self.limit.running
+        """For the ``place``-th in line: the requests ahead of it and those running now (one round more)."""
+        return (place + 1) * self.seconds / self.limit.running
 
     def retry_after(self) -> int:
         return min(MAX_RETRY_AFTER, max(1, math.ceil(self.predicted_wait(len(self.waiting) + 1))))
@@ -135,7 +143,7 @@ class Gate:
             self.running += 1
             return True
         place = len(self.waiting) + 1
-        if place > self.limit.queued or self.predicted_wait(place) > self.limit.wait:
+        if place > self.limit.queued or self.predicted_wait(place) > HEADROOM * self.limit.wait:
             return False
         loop = asyncio.get_running_loop()
         granted: asyncio.Future[bool] = loop.create_future()

@@ -172,38 +172,43 @@ def test_a_request_without_the_key_takes_no_slot(tight):
 # --- connections ------------------------------------------------------------------------
 
 
-def closed_by_server(sock: socket.socket) -> bool:
-    """True when the server closes the connection within BOUND seconds without answering."""
-    sock.settimeout(BOUND)
-    try:
-        return sock.recv(1024) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
+def read_until_closed(sock: socket.socket) -> bytes | None:
+    """What the server sends before it closes the connection; None if it is still open after BOUND seconds."""
+    received, deadline = b"", time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        except socket.timeout:
+            return None
+        if not data:
+            return received
+        received += data
+    return None
 
 
 @pytest.mark.parametrize("sent", [b"", b"GET /health HTTP/1.1\r\nHost: x\r\n"], ids=["nothing", "half the headers"])
 def test_a_connection_that_does_not_finish_its_headers_is_closed(tight, sent):
     with socket.create_connection(("127.0.0.1", tight.port)) as sock:
         sock.sendall(sent)
-        assert closed_by_server(sock)
+        assert read_until_closed(sock) == b""
 
 
 def test_a_request_body_that_stops_arriving_is_closed_and_the_server_goes_on(tight):
     with socket.create_connection(("127.0.0.1", tight.port)) as sock:
         sock.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nX-API-Key: " + API_KEY.encode()
                      + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"query\": ")
-        assert closed_by_server(sock)
+        assert read_until_closed(sock) == b""
     assert tight.post("/search", json={"query": "rank fusion"}).status_code == 200
 
 
 def test_an_idle_keep_alive_connection_is_closed(tight):
     with socket.create_connection(("127.0.0.1", tight.port)) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        sock.settimeout(BOUND)
-        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
-        assert closed_by_server(sock)
+        answer = read_until_closed(sock)  # one whole response, then the server closes the idle connection
+        assert answer is not None and answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1") == 1
 
 
 def test_two_hundred_idle_connections_do_not_make_requests_fail(roomy):
@@ -292,8 +297,8 @@ def test_gate_refuses_at_once_when_the_predicted_wait_is_too_long_and_passes_on_
         gate = Gate("t", Limit(running=1, queued=10, wait=0.5))
         gate.seconds = 2.0  # recent requests took 2 s: the first in line would wait longer than 0.5 s
         assert await gate.enter()
-        assert not await gate.enter() and gate.retry_after() == 2
-        gate.seconds = 0.1
+        assert not await gate.enter() and gate.retry_after() >= 2
+        gate.seconds = 0.05
         waiter = asyncio.create_task(gate.enter())
         second = asyncio.create_task(gate.enter())
         await asyncio.sleep(0.01)
