@@ -50,6 +50,10 @@ def repair_hint(folder: Path) -> str:
 
 
 def damaged(folder: Path, reason: str) -> StoreDamagedError:
+    """One line, whatever SQLite reported (quick_check's findings span lines)."""
+    reason = " ".join(reason.split())
+    if len(reason) > 300:
+        reason = reason[:300] + "…"
     return StoreDamagedError(f"data folder {folder}: {DB_NAME} is damaged ({reason}); {repair_hint(folder)}")
 
 
