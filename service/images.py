@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Sequence
 
@@ -45,7 +46,10 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = MAX_IMAGE_PIXELS, 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data), formats=list(formats))
+        with warnings.catch_warnings():  # our pixel limit below decides; "Invalid APNG" is a damaged upload, refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            image = Image.open(io.BytesIO(data), formats=list(formats))
     except UnidentifiedImageError:
         raise _unidentified(data, name, formats) from None
     except Image.DecompressionBombError:
@@ -59,8 +63,10 @@ def decode_image(data: bytes, name: str, *, max_pixels: int = MAX_IMAGE_PIXELS, 
         if width < 1 or height < 1:
             raise ImageError(f"{name}: not a readable image (it declares {width}x{height} pixels)")
         try:
-            image.load()  # the first frame
-            rgb = image.convert("RGB")
+            with warnings.catch_warnings():  # as above, for the frames read now
+                warnings.simplefilter("ignore", UserWarning)
+                image.load()  # the first frame
+                rgb = image.convert("RGB")
         except Exception as exc:  # noqa: BLE001
             raise ImageError(f"{name}: not a readable {image.format} image ({type(exc).__name__}: {_short(exc)})") from None
     if rgb.size != (width, height):
