@@ -7,6 +7,7 @@ asserted, not timings; each wait below is a bound, not a measurement."""
 
 import asyncio
 import fcntl
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +49,8 @@ answer = Notebook.ask
 def ask(self, question, k=5, **options):
     if question.startswith("slow"):
         time.sleep({SLOW_SECONDS})
+    if question.startswith("stuck"):
+        time.sleep(120)
     return answer(self, question, k, **options)
 Notebook.ask = ask
 
@@ -328,3 +331,27 @@ def test_admission_settings_name_the_problem():
         parse_limits("ask=1/2")
     with pytest.raises(ValueError, match="running 1..1024"):
         parse_limits("ask=0/2/0.5")
+
+
+def test_sigterm_stops_the_server_within_a_bound_while_work_is_in_flight(tmp_path):
+    """Shutdown is bounded (uvicorn's graceful timeout, 10 s): work stuck for two
+    minutes does not keep the server alive (it once ignored SIGTERM for minutes)."""
+    proc, client = start(tmp_path / "data", {})
+    pool = ThreadPoolExecutor(2)
+    try:
+        stuck = pool.submit(post_ask, client, "stuck question about fusion")
+        time.sleep(1.0)  # the request is in flight
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - sent < 20
+        try:
+            answer = stuck.result(timeout=BOUND)
+        except httpx.HTTPError:
+            answer = None  # the connection was closed: equally an end
+        assert answer is None or answer.status_code != 200, answer.text
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
