@@ -2,7 +2,43 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(data, env: dict[str, str], command: list[str] | None = None, seconds: float = 120) -> tuple[subprocess.Popen, str]:
+    """``noteloom --data DATA serve`` (or ``command`` standing for ``noteloom``) on a
+    free port of 127.0.0.1, once /health answers: (process, base URL)."""
+    import httpx
+    import pytest
+
+    port = free_port()
+    command = command or [sys.executable, "-m", "service.cli"]
+    proc = subprocess.Popen([*command, "--data", str(data), "serve", "--port", str(port)],
+                            env={**BASE_ENV, **env}, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail("server did not start: " + proc.stderr.read())
 
 
 def pdf_from_objects(objects: list[bytes]) -> bytes:

@@ -7,15 +7,13 @@ and schemathesis finds no server error and no response that breaks it."""
 import json
 import logging
 import re
-import socket
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import httpx
 import pytest
+from tests.helpers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "contract-key"
@@ -237,24 +235,10 @@ SCHEMATHESIS_CHECKS = ("not_a_server_error,status_code_conformance,content_type_
 def live_server(tmp_path_factory):
     """A real server on 127.0.0.1 with no Stable Diffusion or CLIP weights, so that
     /generate and /score answer their declared 503 at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = tmp_path_factory.mktemp("schemathesis")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_HOME": str(data / "hf"),
-           "NOTELOOM_API_KEY": API_KEY, "NOTELOOM_SD_MODEL": str(data / "no-sd"), "NOTELOOM_CLIP_PRETRAINED": str(data / "no-clip.pt")}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "serve", "--port", str(port)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve(data, {"HF_HOME": str(data / "hf"), "NOTELOOM_API_KEY": API_KEY,
+                              "NOTELOOM_SD_MODEL": str(data / "no-sd"), "NOTELOOM_CLIP_PRETRAINED": str(data / "no-clip.pt")})
     try:
-        for _ in range(400):
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("server did not start: " + proc.stderr.read())
         yield base, data
     finally:
         proc.terminate()
@@ -269,7 +253,6 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(live_s
     """Every operation: the schema's examples, its coverage cases (boundaries and
     negations of every constraint) and 25 fuzzed cases, deterministic. A 503 is the
     declared answer of /generate and /score without weights; a 500 always fails."""
-    pytest.importorskip("schemathesis")
     base, _ = live_server
     config = tmp_path / "schemathesis.toml"
     config.write_text('[checks.not_a_server_error]\nexpected-statuses = ["2xx", "3xx", "4xx", "503"]\n')

@@ -1,45 +1,20 @@
 """The HTTP API end to end: a real uvicorn server on 127.0.0.1, real requests."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import make_pdf
+from tests.helpers import make_pdf, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-123"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "NOTELOOM_API_KEY": API_KEY, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "serve", "--port", str(port)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stderr.read())
+    proc, base = serve(tmp_path_factory.mktemp("data"), {"NOTELOOM_API_KEY": API_KEY})
     client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=60)
     yield client
     client.close()

@@ -7,10 +7,7 @@ import base64
 import io
 import json
 import random
-import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections import Counter
@@ -24,26 +21,14 @@ from imagegen.errors import ImageError, ImageTooLargeError, ModelNotFoundError, 
 from service.errors import status_for
 from service.images import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image
 from tests.conftest import colour
+from tests.helpers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_server(data, extra_env):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "serve", "--port", str(port)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, httpx.Client(base_url=base, timeout=120)
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("server did not start: " + proc.stderr.read())
+    proc, base = serve(data, extra_env)
+    return proc, httpx.Client(base_url=base, timeout=120)
 
 
 @pytest.fixture(scope="module")

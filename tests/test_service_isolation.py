@@ -6,9 +6,7 @@ A real server on 127.0.0.1 and real worker processes; no mocks."""
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,16 +17,11 @@ import pytest
 from ingest import ChunkSettings, CorruptFileError, EmptyDocumentError
 from ingest.isolation import RemoteTraceback, WorkerDiedError, WorkerLimitError, Workers
 from service.errors import status_for
+from tests.helpers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_SECONDS = 0.5  # a small note prepares in milliseconds; the 16 MB one below takes seconds
 HEALTH_BOUND = 1.0  # seconds; the threaded server stalled /health for several
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pathological_markdown(size: int = 40_000) -> bytes:
@@ -44,22 +37,7 @@ def big_markdown(megabytes: int = 16) -> bytes:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE",
-           "NOTELOOM_DOCUMENT_SECONDS": str(LIMIT_SECONDS)}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "serve", "--port", str(port)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stderr.read())
+    proc, base = serve(data, {"NOTELOOM_DOCUMENT_SECONDS": str(LIMIT_SECONDS)})
     client = httpx.Client(base_url=base, timeout=120)
     client.pid = proc.pid
     yield client
@@ -79,8 +57,7 @@ def server(tmp_path_factory):
 def worker_pids(server_pid: int) -> list[int]:
     """The server's child processes (each thread lists the children it started)."""
     files = list(Path(f"/proc/{server_pid}/task").glob("*/children"))
-    if not files:
-        pytest.skip("/proc/PID/task/TID/children is not available")
+    assert files, "/proc/PID/task/TID/children is missing (Linux with CONFIG_PROC_CHILDREN is assumed)"
     return sorted(int(pid) for f in files for pid in f.read_text().split())
 
 

@@ -23,6 +23,7 @@ import pytest
 from retrieval import Notebook
 from retrieval.errors import WriteLockTimeoutError
 from service.admission import CHEAP_WRITES, ROUTE_CLASSES, Gate, Limit, parse_limits, route_key
+from tests.helpers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "load-key"
@@ -59,29 +60,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(data: Path, env: dict[str, str]):
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE",
-           "NOTELOOM_API_KEY": API_KEY, **env}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, "--data", str(data), "serve", "--port", str(port)],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stderr.read())
+    proc, base = serve(data, {"NOTELOOM_API_KEY": API_KEY, **env}, command=[sys.executable, "-c", CHILD])
+    port = int(base.rsplit(":", 1)[1])
     client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=BOUND)
     client.port, client.data = port, data
     r = client.post("/documents", json={"text": "# Fusion\n\nReciprocal rank fusion merges rankings.", "source": "fusion.md"})
