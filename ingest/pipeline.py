@@ -79,12 +79,8 @@ def check_has_text(loaded: Loaded, name: str) -> Loaded:
 
 def prepare(data: bytes, name: str, kind: str | None, chunking: "ChunkSettings", limits: LoadLimits | None = None) -> Prepared:
     """Load and chunk one document's bytes."""
-    loaded = check_has_text(_load(data, name, kind, limits), name)
+    loaded = check_has_text(load_bytes(data, name, kind, limits), name)
     return Prepared(loaded, chunking.chunker()(loaded.text))
-
-
-def _load(data: bytes, name: str, kind: str | None, limits: LoadLimits | None) -> Loaded:
-    return load_bytes(data, name, kind, limits=limits)
 
 
 @dataclass
@@ -178,6 +174,7 @@ class Ingestor:
             for path in paths:
                 plan.add(path, report)
             pending: list[PendingDocument] = []
+            pending_chars = 0
             now = time.time()
             for target in self._progress(plan.targets, "files"):
                 source, found = target.source, target.found
@@ -188,7 +185,7 @@ class Ingestor:
                         report.unchanged += 1
                         continue
                     data, info = read_note(found.path, self.limits.max_file_bytes)
-                    loaded = check_has_text(_load(data, str(found.path), kind_of(found.path.name), self.limits), source)
+                    loaded = check_has_text(load_bytes(data, str(found.path), kind_of(found.path.name), self.limits), source)
                 except EmptyDocumentError as exc:
                     report.skipped.append((source, str(exc)))
                     if old:  # the note was emptied: its stored text is gone from the file too
@@ -198,17 +195,18 @@ class Ingestor:
                 except (IngestError, OSError) as exc:
                     report.failed.append((source, str(exc)))
                     continue
-                report.notices += [(source, n) for n in getattr(loaded, "notices", ())]
+                report.notices += [(source, n) for n in loaded.notices]
                 stamp = stamp_of(info) if is_settled(info, now) else None
                 if old and old.content_hash == loaded.content_hash and old.chunker == key:
                     writer.touch(document_id(source), info.st_mtime, info.st_size, stamp)
                     report.unchanged += 1
                     continue
-                pending.append(PendingDocument(target.collection, target.path, Prepared(loaded), info.st_mtime, info.st_size,
-                                        stamp, old is not None))
-                if sum(len(p.prepared.loaded.text) for p in pending) > self.batch_chunks * 1500:
+                pending.append(PendingDocument(target.collection, target.path, Prepared(loaded), info.st_mtime,
+                                               info.st_size, stamp, old is not None))
+                pending_chars += len(loaded.text)
+                if pending_chars > self.batch_chunks * 1500:
                     self.write(writer, pending, report)
-                    pending = []
+                    pending, pending_chars = [], 0
             self.write(writer, pending, report)
             if prune:
                 for source in plan.gone():

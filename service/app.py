@@ -208,13 +208,13 @@ def _form_text(form: Any, key: str, limit: int) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="documents per page")]
+PageSize = Annotated[int, QueryParameter(ge=1, le=1000, description="documents per page")]
 Offset = Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="documents to skip")]
 DocId = Annotated[int, PathParameter(ge=0, le=MAX_ID, description="a document id (53-bit)")]
 
 
 @get("/documents", sync_to_thread=True, responses=errors(400, 503))
-def list_documents(request: Request, limit: Limit = 100, offset: Offset = 0) -> DocumentList:
+def list_documents(request: Request, limit: PageSize = 100, offset: Offset = 0) -> DocumentList:
     nb, _ = _state(request)
     counts = nb.store.counts()
     docs = msgspec.convert(nb.documents(limit=limit, offset=offset), list[DocumentSummary])
