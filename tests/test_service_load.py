@@ -113,11 +113,16 @@ def assert_refusal(r: httpx.Response, error: str) -> None:
 
 
 def saturate_ask(client: httpx.Client, pool: ThreadPoolExecutor, count: int = 2):
-    """``count`` slow questions in flight; returns their futures once /ask refuses a new one."""
+    """``count`` slow questions in flight; returns their futures once /ask refuses a
+    fast probe. The probe is fast so that, admitted, it does not hold the slot itself
+    (a slow probe could be admitted round after round); slow questions that ended
+    are sent again, and the whole wait is bounded."""
     futures = [pool.submit(post_ask, client, f"slow {i}") for i in range(count)]
-    for _ in range(int(BOUND / 0.05)):
-        if post_ask(client, "slow probe").status_code == 503:
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        if post_ask(client, "probe: what merges rankings?").status_code == 503:
             return futures
+        futures = [pool.submit(post_ask, client, "slow again") if f.done() else f for f in futures]
         time.sleep(0.05)
     pytest.fail("/ask never filled up")
 
