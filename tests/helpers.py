@@ -41,6 +41,16 @@ def serve(data, env: dict[str, str], command: list[str] | None = None, seconds: 
     pytest.fail("server did not start: " + proc.stderr.read())
 
 
+def stop(proc: subprocess.Popen, seconds: float = 20) -> None:
+    """SIGTERM, and SIGKILL if the server is still there after ``seconds``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=seconds)
+
+
 def pdf_from_objects(objects: list[bytes]) -> bytes:
     """A PDF file of numbered objects (1 is the catalog) with a correct xref table."""
     out, offsets = bytearray(b"%PDF-1.4\n"), []

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from tests.helpers import serve
+from tests.helpers import serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "contract-key"
@@ -241,12 +241,7 @@ def live_server(tmp_path_factory):
     try:
         yield base, data
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(live_server, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import make_pdf, serve
+from tests.helpers import make_pdf, serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-123"
@@ -18,8 +18,7 @@ def server(tmp_path_factory):
     client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=60)
     yield client
     client.close()
-    proc.terminate()
-    proc.wait(timeout=20)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")

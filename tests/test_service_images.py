@@ -21,7 +21,7 @@ from imagegen.errors import ImageError, ImageTooLargeError, ModelNotFoundError, 
 from service.errors import status_for
 from service.images import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image
 from tests.conftest import colour
-from tests.helpers import serve
+from tests.helpers import serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,8 +39,7 @@ def server(tmp_path_factory, tiny_folder, fitted_clip):
         "NOTELOOM_CLIP_CONFIG_DIR": str(folder)})
     yield client
     client.close()
-    proc.terminate()
-    proc.wait(timeout=20)
+    stop(proc)
 
 
 def png(image) -> bytes:
@@ -172,8 +171,7 @@ def test_without_a_model_generation_and_scoring_are_503_and_the_rest_works(tmp_p
         assert again.json() == first.json()
     finally:
         client.close()
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 # --- the image decoder against hostile uploads ----------------------------------

@@ -6,7 +6,6 @@ A real server on 127.0.0.1 and real worker processes; no mocks."""
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from ingest import ChunkSettings, CorruptFileError, EmptyDocumentError
 from ingest.isolation import RemoteTraceback, WorkerDiedError, WorkerLimitError, Workers
 from service.errors import status_for
-from tests.helpers import serve
+from tests.helpers import serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_SECONDS = 0.5  # a small note prepares in milliseconds; the 16 MB one below takes seconds
@@ -45,12 +44,7 @@ def server(tmp_path_factory):
     try:
         pids = worker_pids(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        stop(proc)
     assert pids and all(gone(pid) for pid in pids), "workers outlived the server"
 
 

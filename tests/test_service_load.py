@@ -9,7 +9,6 @@ import asyncio
 import fcntl
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ import pytest
 from retrieval import Notebook
 from retrieval.errors import WriteLockTimeoutError
 from service.admission import CHEAP_WRITES, ROUTE_CLASSES, Gate, Limit, parse_limits, route_key
-from tests.helpers import serve
+from tests.helpers import serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "load-key"
@@ -70,14 +69,9 @@ def start(data: Path, env: dict[str, str]):
     return proc, client
 
 
-def stop(proc, client) -> None:
+def stop_with(proc, client) -> None:
     client.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=20)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def tight(tmp_path_factory):
         "NOTELOOM_ADMISSION": "ask=1/1/0.5", "NOTELOOM_HEADER_SECONDS": seconds, "NOTELOOM_BODY_SECONDS": seconds,
         "NOTELOOM_KEEP_ALIVE_SECONDS": seconds, "NOTELOOM_WRITE_LOCK_SECONDS": seconds})
     yield client
-    stop(proc, client)
+    stop_with(proc, client)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +90,7 @@ def roomy(tmp_path_factory):
     """Every setting at its default."""
     proc, client = start(tmp_path_factory.mktemp("roomy"), {})
     yield client
-    stop(proc, client)
+    stop_with(proc, client)
 
 
 def post_ask(client: httpx.Client, question: str, key: str | None = API_KEY) -> httpx.Response:
