@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from runtime import get_embedder
+
 from .base import check_text
 from .builtin import SentenceChunker
 from .chunk import SPAN_SEPARATOR, Chunk
-from .embedders import get_embedder
 from .engine import LevelChunker
 from .errors import InvalidParameterError
 from .levels import Source

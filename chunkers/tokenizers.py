@@ -15,7 +15,6 @@ import base64
 import functools
 import gzip
 import hashlib
-import html
 import importlib.util
 import os
 import re
@@ -402,132 +401,39 @@ def _fresh_pools_after_fork() -> None:
 os.register_at_fork(after_in_child=_fresh_pools_after_fork)
 
 
-# --- Hugging Face tokenizers (local folders) and CLIP -----------------------
+# --- model tokenizers from ``runtime`` (CLIP, local Hugging Face folders) -----
 
 
-class HFTokenizerCounter(TokenCounter):
-    """Counts with a ``tokenizers.Tokenizer``; no special tokens are counted."""
+class RuntimeCounter(TokenCounter):
+    """A ``runtime`` counter (CLIP's BPE, a Hugging Face tokenizer folder) as a
+    ``TokenCounter``: its token end offsets, block by block, plan the cuts and its
+    exact counts verify them."""
 
-    def __init__(self, backend, name: str, clean: Callable[[str], str] | None = None) -> None:
-        self.backend = backend
-        self.name = name
-        self.clean = clean
+    def __init__(self, counter) -> None:
+        self.counter = counter
+        self.name = counter.name
 
     def count(self, text: str) -> int:
-        if self.clean is not None:
-            text = self.clean(text)
-        return len(self.backend.encode(text, add_special_tokens=False).ids)
+        return self.counter.count(text)
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
-        if self.clean is not None:
-            texts = [self.clean(t) for t in texts]
-        return [len(e.ids) for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+        return self.counter.count_batch(texts)
 
     def measure(self, text: str) -> Measure:
-        # Offsets of the raw text plan the cuts; exact counts (after cleaning) verify them.
-        parts = []
-        for a, b in block_bounds(text, 1 << 16):
-            enc = self.backend.encode(text[a:b], add_special_tokens=False)
-            if enc.offsets:
-                parts.append(a + np.maximum.accumulate(np.array([e for _s, e in enc.offsets], dtype=np.int64)))
+        parts = [a + self.counter.token_ends(text[a:b]) for a, b in block_bounds(text, 1 << 16)]
         ends = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return OffsetMeasure(text, ends, self.count, self.count_batch)
 
 
-def _hf_folder(path: str) -> HFTokenizerCounter:
-    folder = Path(path)
-    if (folder / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
+def _runtime_counter(name: str) -> RuntimeCounter:
+    import runtime
 
-        return HFTokenizerCounter(Tokenizer.from_file(str(folder / "tokenizer.json")), name=str(folder))
+    if name == "clip":
+        return RuntimeCounter(runtime.ClipCounter())
     try:
-        from transformers import AutoTokenizer
-    except ImportError as exc:
-        raise MissingDependencyError("transformers", f"tokenizer folder {path!r}") from exc
-    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
-        raise UnknownTokenizerError(f"tokenizer folder {path!r} has no fast tokenizer (tokenizer.json)")
-    return HFTokenizerCounter(backend, name=str(folder))
-
-
-CLIP_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
-
-
-def clip_vocab_path() -> Path:
-    """The CLIP BPE merges file shipped inside open_clip, found without importing it
-    (importing open_clip imports torch)."""
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("open_clip_torch", "the 'clip' tokenizer")
-    return Path(spec.submodule_search_locations[0]) / CLIP_VOCAB_FILE
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in codes)))
-
-
-def clip_clean(text: str) -> str:
-    """open_clip's text cleaning: fix mojibake, unescape HTML twice, collapse whitespace."""
-    try:
-        import ftfy
-
-        text = ftfy.fix_text(text)
-    except ImportError:  # pragma: no cover - ftfy is a core dependency
-        pass
-    text = html.unescape(html.unescape(text))
-    return re.sub(r"\s+", " ", text).strip()
-
-
-@functools.lru_cache(maxsize=1)
-def clip_tokenizer_folder() -> Path:
-    """Write CLIP's vocab.json and merges.txt (derived from open_clip's file) into a
-    cache folder once, so ``transformers.CLIPTokenizer`` loads them offline."""
-    import json
-    import tempfile
-
-    source = clip_vocab_path()
-    digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
-    folder = Path(os.environ.get("NOTELOOM_CACHE", Path(tempfile.gettempdir()) / "noteloom-cache")) / f"clip-bpe-{digest}"
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        return folder
-    lines = gzip.open(source, "rt", encoding="utf-8").read().split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-    byte_chars = list(_bytes_to_unicode().values())
-    vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent))
-    (tmp / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}), encoding="utf-8")
-    (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
-    for name in ("vocab.json", "merges.txt"):
-        os.replace(tmp / name, folder / name)  # atomic: concurrent builders agree
-    tmp.rmdir()
-    return folder
-
-
-@functools.lru_cache(maxsize=1)
-def clip_tokenizer():
-    """``transformers.CLIPTokenizer`` built offline (ids match open_clip after ``clip_clean``)."""
-    try:
-        from transformers import CLIPTokenizer
-    except ImportError as exc:
-        raise MissingDependencyError("transformers", "the 'clip' tokenizer") from exc
-    return CLIPTokenizer.from_pretrained(str(clip_tokenizer_folder()), model_max_length=77)
-
-
-class ClipCounter(HFTokenizerCounter):
-    def __init__(self) -> None:
-        super().__init__(clip_tokenizer().backend_tokenizer, name="clip", clean=clip_clean)
+        return RuntimeCounter(runtime.hf_tokenizer_counter(name))
+    except runtime.InvalidSettingError as exc:
+        raise UnknownTokenizerError(str(exc)) from exc
 
 
 # --- resolution -------------------------------------------------------------
@@ -540,13 +446,13 @@ def _named(name: str, _threads_env: str | None = None) -> TokenCounter:
     if name in ("cl100k_base", "o200k_base"):
         return TiktokenCounter(name)
     if name == "clip":
-        return ClipCounter()
+        return _runtime_counter(name)
     if name == "words":
         return WordCounter()
     if name == "chars":
         return CharCounter()
     if os.path.isdir(name):
-        return _hf_folder(name)
+        return _runtime_counter(name)
     raise UnknownTokenizerError(
         f"unknown tokenizer {name!r}: use one of {', '.join(NAMED)}, a local Hugging Face tokenizer folder, "
         "or a callable str -> int"

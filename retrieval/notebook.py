@@ -103,7 +103,7 @@ class Notebook:
     @property
     def embedder(self):
         if self._embedder is None:
-            from chunkers.embedders import get_embedder
+            from runtime import get_embedder
 
             self._embedder = get_embedder(self.embedding_model)
         return self._embedder

@@ -26,7 +26,7 @@ IVF_NPROBE = 16
 def _faiss():
     import faiss
 
-    from chunkers.embedders import cpu_threads
+    from runtime import cpu_threads
 
     faiss.omp_set_num_threads(cpu_threads())
     return faiss

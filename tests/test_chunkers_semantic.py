@@ -19,7 +19,7 @@ BAKING = [
 
 @pytest.fixture(scope="module")
 def embedder():
-    from chunkers.embedders import get_embedder
+    from runtime import get_embedder
 
     return get_embedder()
 
