@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chunkers.tokenizers import clip_clean
+from runtime import CONTENT_TOKENS, clip_clean
 
 from .emphasis import BREAK, Piece, parse
-from .tokens import CONTENT_TOKENS
 
 COMMA_LOOKBACK = 20
 

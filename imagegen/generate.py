@@ -4,7 +4,7 @@ A backend implements ``generate(request, progress=None, cancel=None)``. The
 diffusers backend loads a model from a diffusers folder, a single
 ``.safetensors``/``.ckpt`` file (with a local config folder, so it stays offline)
 or a Hugging Face id already in the local cache (downloaded only when
-``allow_downloads`` is set); SD 1.x, 2.x and SDXL, and
+``allow_downloads`` is set; see ``imagegen.offline``); SD 1.x, 2.x and SDXL, and
 few-step models (SD-Turbo, LCM) with their own defaults. Every image has its own
 seeded generator (on the CPU, so seeds reproduce across devices) and records its
 seed; the same request gives the same pixels.
@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
 from .errors import BusyError, GenerationError, ModelNotFoundError
+from .offline import DiffusersSettings, RememberedFailure, hub_offline, load_pipeline
 from .png import save_png
 
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -153,238 +152,9 @@ class ModelDefaults:
     height: int = 512
 
 
-# --- models come from this machine -------------------------------------------
-#
-# Nothing is downloaded unless a setting allows it (``allow_downloads``, env
-# NOTELOOM_ALLOW_DOWNLOADS=1). A Hugging Face id is looked up in the local cache
-# with ``try_to_load_from_cache`` (a few file checks, no request) and loaded from
-# its snapshot folder; the library calls that read weights run inside
-# ``hub_offline``. A missing model is a ModelNotFoundError naming the setting to
-# give; the backend and the scorer remember it until the settings or one of the
-# paths looked at change, so a request for a missing model costs a few stat calls.
-
-HF_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-_offline_lock = threading.Lock()
-_offline_users = 0
-_offline_saved: bool | None = None
-
-
-@contextmanager
-def hub_offline(enabled: bool = True) -> Iterator[None]:
-    """Inside, Hugging Face hub calls fail at once instead of reaching the network.
-
-    The one place where noteloom changes another library's process state: in
-    huggingface_hub 2.4, building request headers fetches an agent registry from
-    the Hub even for ``local_files_only=True`` calls, and tokenizers or text towers
-    named inside open_clip configs go to the Hub with no argument to stop them.
-    ``huggingface_hub.constants.HF_HUB_OFFLINE`` (what the HF_HUB_OFFLINE
-    environment variable sets at import) is the switch they all read; it is set
-    while at least one load runs (a count under a lock, so overlapping loads in
-    other threads do not switch it back early) and restored afterwards. The
-    environment is never written."""
-    if not enabled:
-        yield
-        return
-    from huggingface_hub import constants
-
-    global _offline_users, _offline_saved
-    with _offline_lock:
-        if _offline_users == 0:
-            _offline_saved = constants.HF_HUB_OFFLINE
-            constants.HF_HUB_OFFLINE = True
-        _offline_users += 1
-    try:
-        yield
-    finally:
-        with _offline_lock:
-            _offline_users -= 1
-            if _offline_users == 0:
-                constants.HF_HUB_OFFLINE = _offline_saved
-
-
-def hub_cache(cache_dir: str | None) -> Path:
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def hub_repo_folder(repo_id: str, cache_dir: str | None) -> Path:
-    """Where the Hugging Face cache keeps a model repository (it may not exist)."""
-    return hub_cache(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-
-
-def cached_hub_file(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
-    """The local path of ``filename`` of ``repo_id`` in the Hugging Face cache, or
-    None; never a network request."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hub_cache(cache_dir)))
-    except ValueError:  # not a valid repository id
-        return None
-    return found if isinstance(found, str) and os.path.isfile(found) else None
-
-
-def _stats(paths: Sequence[str]) -> tuple:
-    out = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            out.append(None)
-        else:
-            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
-
-
-class RememberedFailure:
-    """The last ModelNotFoundError of a loader, raised again at once (no load is
-    tried) while the settings and every path the loader looked at are unchanged."""
-
-    def __init__(self) -> None:
-        self._state: tuple | None = None
-
-    def run(self, key: Any, load: Callable[[], Any]) -> Any:
-        if self._state is not None:
-            old_key, watched, stats, message = self._state
-            if old_key == key and _stats(watched) == stats:
-                raise ModelNotFoundError(message, watched=watched)
-        try:
-            result = load()
-        except ModelNotFoundError as exc:
-            self._state = (key, exc.watched, _stats(exc.watched), str(exc))
-            raise
-        self._state = None
-        return result
-
-
-@dataclass
-class DiffusersSettings:
-    model: str | None = None
-    config: str | None = None  # diffusers-format config folder for single-file checkpoints
-    device: str | None = None
-    attention_slicing: bool = False
-    vae_slicing: bool = False
-    cpu_offload: bool = False
-    lora: list[str] = field(default_factory=list)
-    textual_inversion: list[tuple[str, str | None]] = field(default_factory=list)  # (path, token)
-    allow_downloads: bool = False  # let a Hugging Face id that is not in the cache be downloaded
-    cache_dir: str | None = None  # Hugging Face cache folder; None: huggingface_hub's default
-
-    @classmethod
-    def from_env(cls) -> "DiffusersSettings":
-        flag = lambda name: os.environ.get(name, "").lower() in ("1", "true", "yes")  # noqa: E731
-        ti = []
-        for item in filter(None, os.environ.get("NOTELOOM_SD_TEXTUAL_INVERSION", "").split(os.pathsep)):
-            path, _, token = item.partition("=")
-            ti.append((path, token or None))
-        return cls(
-            model=os.environ.get("NOTELOOM_SD_MODEL") or None, config=os.environ.get("NOTELOOM_SD_CONFIG") or None,
-            device=os.environ.get("NOTELOOM_DEVICE") or None, attention_slicing=flag("NOTELOOM_ATTENTION_SLICING"),
-            vae_slicing=flag("NOTELOOM_VAE_SLICING"), cpu_offload=flag("NOTELOOM_CPU_OFFLOAD"),
-            lora=list(filter(None, os.environ.get("NOTELOOM_SD_LORA", "").split(os.pathsep))), textual_inversion=ti,
-            allow_downloads=flag("NOTELOOM_ALLOW_DOWNLOADS"),
-        )
-
-
-MISSING_MODEL = (
-    "no Stable Diffusion model {what}. Set NOTELOOM_SD_MODEL (or --model) to one of: a local diffusers-format folder "
-    "(the folder holding model_index.json); a local .safetensors/.ckpt checkpoint file together with NOTELOOM_SD_CONFIG "
-    "(a local diffusers-format folder with the matching configs, so nothing is downloaded); or a Hugging Face id (org/name) "
-    "already in your local Hugging Face cache. Nothing is downloaded unless NOTELOOM_ALLOW_DOWNLOADS=1."
-)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the weights are: ``kind`` is "folder", "checkpoint" or "hub" (an id to
-    download, only when downloads are allowed); ``watched``: the paths looked at."""
-
-    kind: str
-    path: str
-    config: str | None = None
-    watched: tuple[str, ...] = ()
-
-
-def resolve_model(settings: DiffusersSettings) -> ModelSource:
-    """Find the model on this machine, with file checks only (no imports of torch or
-    diffusers, no network); a ModelNotFoundError says what to set."""
-    spec = settings.model
-    if not spec:
-        raise ModelNotFoundError(MISSING_MODEL.format(what="is configured"))
-    path = Path(spec).expanduser()
-    watched = [str(path)]
-    if path.is_dir():
-        watched.append(str(path / "model_index.json"))
-        if not (path / "model_index.json").is_file():
-            raise ModelNotFoundError(MISSING_MODEL.format(what=f"in {path} (no model_index.json)"), watched=watched)
-        return ModelSource("folder", str(path), watched=tuple(watched))
-    if path.suffix in (".safetensors", ".ckpt"):
-        if not path.is_file():
-            raise ModelNotFoundError(MISSING_MODEL.format(what=f"at {path} (no such file)"), watched=watched)
-        config = settings.config
-        if config:
-            watched.append(str(Path(config) / "model_index.json"))
-        if not config or not (Path(config) / "model_index.json").is_file():
-            raise ModelNotFoundError(MISSING_MODEL.format(
-                what=f"config for {path.name}: set NOTELOOM_SD_CONFIG to a diffusers-format folder"), watched=watched)
-        return ModelSource("checkpoint", str(path), str(config), tuple(watched))
-    if spec.startswith(".") or not HF_ID.match(spec):
-        raise ModelNotFoundError(MISSING_MODEL.format(what=f"at {spec!r} (no such folder or file, and not a Hugging Face id)"),
-                                 watched=watched)
-    repo = hub_repo_folder(spec, settings.cache_dir)
-    watched = [str(repo), str(repo / "refs" / "main"), str(repo / "snapshots")]
-    index = cached_hub_file(spec, "model_index.json", settings.cache_dir)
-    if index is not None:
-        return ModelSource("folder", str(Path(index).parent), watched=tuple(watched))
-    if settings.allow_downloads:
-        return ModelSource("hub", spec, watched=tuple(watched))
-    raise ModelNotFoundError(MISSING_MODEL.format(what=f"{spec!r} in the local Hugging Face cache ({hub_cache(settings.cache_dir)})"),
-                             watched=watched)
-
-
-def auto_device(torch) -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def load_pipeline(settings: DiffusersSettings):
-    """The one function that reads Stable Diffusion weights: from a folder, a
-    checkpoint with its config folder, or (downloads allowed) the Hub."""
-    source = resolve_model(settings)
-    from chunkers.embedders import configure_torch
-
-    torch = configure_torch()
-    import diffusers
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.disable_progress_bar()
-    device = settings.device or auto_device(torch)
-    common = {"dtype": torch.float16 if device == "cuda" else torch.float32, "local_files_only": not settings.allow_downloads}
-    try:
-        with hub_offline(not settings.allow_downloads):
-            if source.kind == "checkpoint":
-                class_name = json.loads((Path(source.config) / "model_index.json").read_text())["_class_name"]
-                return getattr(diffusers, class_name).from_single_file(source.path, config=source.config, **common)
-            return diffusers.DiffusionPipeline.from_pretrained(source.path, safety_checker=None, **common)
-    except Exception as exc:  # noqa: BLE001  (weights that are there but unusable: named, never a 500)
-        raise ModelNotFoundError(MISSING_MODEL.format(
-            what=f"could be loaded from {source.path} ({type(exc).__name__}: {_short(exc)})"), watched=source.watched) from None
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
-
-
 class DiffusersBackend(Backend):
     def __init__(self, settings: DiffusersSettings | None = None, *, pipeline=None, gallery: str | Path | None = None) -> None:
-        self.settings = settings or DiffusersSettings.from_env()
+        self.settings = settings if settings is not None else DiffusersSettings()
         self._pipeline = pipeline
         self.gallery = Path(gallery) if gallery else None
         self._load_lock = threading.Lock()
@@ -419,11 +189,9 @@ class DiffusersBackend(Backend):
 
     @property
     def device(self) -> str:
-        if self.settings.device:
-            return self.settings.device
-        import torch
+        from runtime import pick_device
 
-        return auto_device(torch)
+        return pick_device(self.settings.device)
 
     def _prepare(self, pipe):
         s = self.settings

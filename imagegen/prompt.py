@@ -22,14 +22,15 @@ Stable Diffusion prompt that fits CLIP's window, and a negative prompt.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from runtime import CONTENT_TOKENS, ClipCounter
+
 from .emphasis import Piece, format_piece, parse
 from .errors import PromptError
-from .tokens import CONTENT_TOKENS, ClipCounter
 
 SECTIONS = ("subject", "style", "details", "lighting", "camera", "composition", "quality")
 # Section vocabularies decide what a phrase in the notes is; "descriptor" marks the
@@ -362,7 +363,7 @@ class PromptBuilder:
         if missing:
             fn = self._embed or (self.notebook.embed if self.notebook is not None else None)
             if fn is None:
-                from chunkers.embedders import get_embedder
+                from runtime import get_embedder
 
                 fn = self._embed = get_embedder()
             vectors = np.asarray(fn(missing), dtype=np.float32)

@@ -11,9 +11,10 @@ from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from runtime import CONTENT_TOKENS, ClipCounter
+
 from .errors import GenerationError, ModelNotFoundError
-from .generate import RememberedFailure, _short
-from .tokens import CONTENT_TOKENS, ClipCounter
+from .offline import RememberedFailure, cached_hub_file, hub_cache, hub_offline, hub_repo_folder, short_message
 
 CONVENTION = "100*max(cos(image,text),0)"
 
@@ -52,7 +53,8 @@ class ClipSettings:
     """Which CLIP model scores images. ``pretrained``: an open_clip tag (such as
     ``openai``) whose weights are in the local Hugging Face cache (or open_clip's
     ``~/.cache/clip``), a local weights file, or None for random weights.
-    ``model`` may also be ``local-dir:/folder`` or ``hf-hub:org/name`` (cached)."""
+    ``model`` may also be ``local-dir:/folder`` or ``hf-hub:org/name`` (cached).
+    The application builds it from its settings (see ``service``)."""
 
     model: str = "ViT-L-14"
     pretrained: str | None = "openai"
@@ -60,16 +62,6 @@ class ClipSettings:
     device: str | None = None
     allow_downloads: bool = False  # let missing weights be downloaded from the Hub
     cache_dir: str | None = None  # Hugging Face cache folder; None: huggingface_hub's default
-
-    @classmethod
-    def from_env(cls) -> "ClipSettings":
-        """NOTELOOM_CLIP_MODEL (default ViT-L-14), NOTELOOM_CLIP_PRETRAINED (default
-        ``openai``; empty for random weights), NOTELOOM_CLIP_CONFIG_DIR,
-        NOTELOOM_DEVICE, NOTELOOM_ALLOW_DOWNLOADS=1."""
-        env = os.environ.get
-        return cls(model=env("NOTELOOM_CLIP_MODEL", "ViT-L-14"), pretrained=env("NOTELOOM_CLIP_PRETRAINED", "openai") or None,
-                   config_dir=env("NOTELOOM_CLIP_CONFIG_DIR") or None, device=env("NOTELOOM_DEVICE") or None,
-                   allow_downloads=env("NOTELOOM_ALLOW_DOWNLOADS", "").lower() in ("1", "true", "yes"))
 
 
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
@@ -99,8 +91,6 @@ def _safetensors_first(filename: str) -> list[str]:
 def _tag_weights(open_clip, s: ClipSettings, watched: list[str]) -> tuple[str, dict[str, Any]]:
     """The local file holding the weights of pretrained tag ``s.pretrained``, and the
     preprocessing that goes with them; never a network request."""
-    from .generate import cached_hub_file, hub_cache, hub_repo_folder
-
     cfg = open_clip.get_pretrained_cfg(s.model, s.pretrained)
     if not cfg:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(s.model)) or "none"
@@ -127,8 +117,6 @@ def _tag_weights(open_clip, s: ClipSettings, watched: list[str]) -> tuple[str, d
 
 def _hub_folder(s: ClipSettings, repo: str, watched: list[str]) -> str:
     """The cached snapshot folder of an open_clip model published as ``hf-hub:repo``."""
-    from .generate import cached_hub_file, hub_cache, hub_repo_folder
-
     folder = hub_repo_folder(repo, s.cache_dir)
     watched += [str(folder), str(folder / "refs" / "main")]
     config = cached_hub_file(repo, "open_clip_config.json", s.cache_dir)
@@ -152,9 +140,7 @@ def load_open_clip(s: ClipSettings):
         watched.append(s.pretrained)
         if not Path(s.pretrained).expanduser().is_file():
             raise _missing(f"CLIP weights not found: NOTELOOM_CLIP_PRETRAINED={s.pretrained!r} is not an existing file.", watched)
-    from chunkers.embedders import configure_torch
-
-    from .generate import hub_offline
+    from runtime import configure_torch, pick_device
 
     torch = configure_torch()
     import open_clip
@@ -172,25 +158,20 @@ def load_open_clip(s: ClipSettings):
                                  watched=watched)
     elif pretrained and not _is_path(pretrained) and not s.allow_downloads:
         pretrained, options = _tag_weights(open_clip, s, watched)
-    device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(s.device, candidates=("cuda", "cpu"), torch=torch)
     try:
         with hub_offline(not s.allow_downloads):
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device, **options)
             tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # noqa: BLE001  (a file that is there but unusable: named, never a 500)
         offline = "" if s.allow_downloads else " offline"
-        raise _missing(f"CLIP model {s.model}/{s.pretrained} could not be loaded{offline} ({type(exc).__name__}: {_short(exc)}).",
+        raise _missing(f"CLIP model {s.model}/{s.pretrained} could not be loaded{offline} ({type(exc).__name__}: {short_message(exc)}).",
                        watched) from None
     model.eval()
     return model, preprocess, tokenizer, device
 
 
 class ClipScorer:
-    @classmethod
-    def from_env(cls) -> "ClipScorer":
-        """Settings from the environment: see ``ClipSettings.from_env``."""
-        return cls.from_settings(ClipSettings.from_env())
-
     @classmethod
     def from_settings(cls, settings: ClipSettings) -> "ClipScorer":
         return cls(**asdict(settings))

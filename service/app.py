@@ -34,7 +34,7 @@ from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Deleted, Document, DocumentAdded, DocumentList,
                      DocumentSummary, DocumentUpload, Health, Hit, PromptRequest, PromptResponse, SearchRequest,
                      SearchResponse, TextDocument, declared_body, decode, errors)
-from .settings import load_limits
+from .settings import configure_runtime, load_limits
 
 PUBLIC_PATHS = {"/health"}
 MULTIPART_PARTS = 64  # fields and files in one multipart body (/score takes 32 images and a prompt)
@@ -267,15 +267,15 @@ def _image_state(app: Litestar, config: ServiceConfig) -> None:
     service works when no Stable Diffusion or CLIP weights are present."""
     import functools
 
-    from imagegen.generate import DiffusersBackend, DiffusersSettings
-    from imagegen.score import ClipScorer
+    from imagegen import ClipScorer, DiffusersBackend
 
     from .jobs import Jobs
+    from .settings import clip_settings, diffusers_settings
 
     app.state.gallery = Path(app.state.notebook.folder) / "gallery"
     app.state.gallery.mkdir(parents=True, exist_ok=True)
-    app.state.backend = functools.lru_cache(maxsize=1)(lambda: DiffusersBackend(DiffusersSettings.from_env(), gallery=app.state.gallery))
-    app.state.scorer = functools.lru_cache(maxsize=1)(ClipScorer.from_env)
+    app.state.backend = functools.lru_cache(maxsize=1)(lambda: DiffusersBackend(diffusers_settings(), gallery=app.state.gallery))
+    app.state.scorer = functools.lru_cache(maxsize=1)(lambda: ClipScorer.from_settings(clip_settings()))
     app.state.jobs = Jobs(max_running=config.max_generations)
 
 
@@ -311,6 +311,7 @@ def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Lit
 
     config = config or ServiceConfig.from_env()
     check_config(config)
+    configure_runtime()
     chunking = config.chunking or ChunkSettings.of()
     workers = Workers(chunking, count=config.ingest_workers, seconds=config.document_seconds,
                                 memory_bytes=config.worker_memory_bytes)

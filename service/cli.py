@@ -162,12 +162,12 @@ def cmd_prompt(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from imagegen import PromptBuilder
-    from imagegen.generate import DiffusersBackend, DiffusersSettings, GenerationRequest
-    from imagegen.score import ClipScorer, rank
+    from imagegen import ClipScorer, DiffusersBackend, GenerationRequest, PromptBuilder, rank
+
+    from .settings import clip_settings, diffusers_settings
 
     nb = _notebook(args)
-    settings = DiffusersSettings.from_env()
+    settings = diffusers_settings()
     if args.model:
         settings.model = args.model
     prompt, negative, built = args.idea_or_prompt, args.negative or "", None
@@ -189,7 +189,7 @@ def cmd_generate(args) -> int:
         print(file=sys.stderr)
     scoring = None
     try:
-        result = ClipScorer.from_env().score([g.image for g in images], prompt)
+        result = ClipScorer.from_settings(clip_settings()).score([g.image for g in images], prompt)
         images = rank(images, result)
         scoring = {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
     except (FileNotFoundError, ValueError) as exc:
@@ -205,8 +205,10 @@ def cmd_generate(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from imagegen.score import ClipScorer
+    from imagegen import ClipScorer
     from service.images import decode_image
+
+    from .settings import clip_settings
 
     images = []
     for path in args.images:
@@ -215,7 +217,7 @@ def cmd_score(args) -> int:
         except OSError as exc:
             print(f"noteloom score: error: {path}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_FAILED
-    result = ClipScorer.from_env().score(images, args.prompt)
+    result = ClipScorer.from_settings(clip_settings()).score(images, args.prompt)
     if args.json:
         _print_json({**result.to_dict(), "images": [{"path": p, "score": s} for p, s in zip(args.images, result.scores)]})
         return 0
@@ -349,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .settings import configure_runtime
+
+        configure_runtime()
         return args.handler(args)
     except _storage_error() as exc:  # damage or a full disk: one line that says what to do
         print(f"noteloom: {exc}", file=sys.stderr)

@@ -79,11 +79,11 @@ def prompt_demo(nb) -> None:
 def generation_demo(nb, data_dir: Path) -> None:
     """With NOTELOOM_SD_MODEL set, generate with it; otherwise run the same code on a
     tiny random pipeline (its images are noise: it shows the path, not the art)."""
-    from imagegen import PromptBuilder
-    from imagegen.generate import DiffusersBackend, DiffusersSettings, GenerationRequest
-    from imagegen.testing import save_tiny_sd
+    from imagegen import DiffusersBackend, GenerationRequest, PromptBuilder, save_tiny_sd
 
-    settings = DiffusersSettings.from_env()
+    from .settings import diffusers_settings
+
+    settings = diffusers_settings()
     random_stand_in = not settings.model
     if random_stand_in:
         settings.model = str(save_tiny_sd(data_dir / "tiny-random-sd"))

@@ -16,9 +16,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from chunkers.errors import ChunkingError
-from imagegen.errors import (BusyError, GenerationError, ImageTooLargeError, ModelNotFoundError, PromptError,
-                             UnsupportedImageError)
-from imagegen.generate import Cancelled
+from imagegen import (BusyError, Cancelled, GenerationError, ImageTooLargeError, ModelNotFoundError, PromptError,
+                      UnsupportedImageError)
 from ingest.errors import FileTooLargeError, IngestError, UnsupportedFileError
 from ingest.isolation import WorkerLimitError
 from retrieval.errors import (DocumentNotFoundError, EmbeddingMismatchError, RetrievalError, StorageFullError, StoreDamagedError,

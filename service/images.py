@@ -17,9 +17,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 from litestar.response import File, Response
 
-from imagegen.errors import ImageError, ImageTooLargeError, UnsupportedImageError
-from imagegen.generate import GenerationRequest
-from imagegen.score import rank
+from imagegen import GenerationRequest, ImageError, ImageTooLargeError, UnsupportedImageError, rank
 
 from .models import (MAX_IDEA_CHARS, MAX_SCORE_IMAGES, Error, GenerateBody, Generated, GenerateUpload, JobAccepted, JobCancel,
                      JobStatus, ScoreResponse, ScoreUpload, declared_body, decode, errors, short_repr)

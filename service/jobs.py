@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from imagegen.errors import BusyError
+from imagegen import BusyError
 
 
 @dataclass

@@ -22,8 +22,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from msgspec import Meta, Struct
 
-from imagegen.generate import MAX_IMAGES, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
-from imagegen.tokens import CONTENT_TOKENS
+from imagegen import CONTENT_TOKENS, MAX_IMAGES, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from ingest.sources import MAX_COLLECTION_CHARS, MAX_SOURCE_CHARS
 from retrieval.notebook import MAX_FILTER_CHARS, MAX_FILTER_TAGS, MAX_K
 

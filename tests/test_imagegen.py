@@ -8,12 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from imagegen import PromptBuilder
+from imagegen import (SCHEDULERS, BusyError, Cancelled, ClipScorer, DiffusersBackend, DiffusersSettings, GenerationError,
+                      GenerationRequest, ModelNotFoundError, PromptBuilder)
 from imagegen.conditioning import prompt_embeddings, tokenize_chunks
-from imagegen.errors import BusyError, GenerationError, ModelNotFoundError
-from imagegen.generate import SCHEDULERS, Cancelled, DiffusersBackend, DiffusersSettings, GenerationRequest
 from imagegen.png import read_png_meta
-from imagegen.score import ClipScorer
 from imagegen.testing import tiny_sd_pipeline
 
 

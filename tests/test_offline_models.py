@@ -19,8 +19,9 @@ from PIL import Image
 from imagegen import generate as generate_module
 from imagegen import score as score_module
 from imagegen.errors import ModelNotFoundError
-from imagegen.generate import DiffusersBackend, DiffusersSettings, GenerationRequest, hub_offline
-from imagegen.score import ClipScorer, ClipSettings
+from imagegen import ClipScorer, ClipSettings, DiffusersBackend, DiffusersSettings, GenerationRequest
+from imagegen.offline import hub_offline
+from service.settings import clip_settings, diffusers_settings
 from tests.conftest import colour
 
 FAST = 2.0  # seconds: far below any network timeout, far above a few stat calls
@@ -216,9 +217,9 @@ def test_weights_that_are_there_but_unusable_are_a_named_model_error(no_network,
 def test_downloads_are_off_unless_the_setting_says_so(monkeypatch):
     monkeypatch.delenv("NOTELOOM_ALLOW_DOWNLOADS", raising=False)
     assert not DiffusersSettings().allow_downloads and not ClipSettings().allow_downloads
-    assert not DiffusersSettings.from_env().allow_downloads and not ClipSettings.from_env().allow_downloads
+    assert not diffusers_settings().allow_downloads and not clip_settings().allow_downloads
     monkeypatch.setenv("NOTELOOM_ALLOW_DOWNLOADS", "1")
-    assert DiffusersSettings.from_env().allow_downloads and ClipSettings.from_env().allow_downloads
+    assert diffusers_settings().allow_downloads and clip_settings().allow_downloads
 
 
 def test_hub_offline_blocks_requests_and_restores_the_switch(no_network):

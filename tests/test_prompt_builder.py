@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from imagegen import Passage, PromptBuilder, PromptError, format_pieces, parse, plain_text
 from imagegen.emphasis import Piece
-from imagegen.tokens import ClipCounter
+from runtime import ClipCounter
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "emphasis.json").read_text(encoding="utf-8"))
 
