@@ -199,9 +199,9 @@ def code_version() -> str:
 
 
 def default_threads() -> str:
-    """What the library's chunkers.embedders.cpu_threads() gives here (no torch import)."""
+    """What the library's runtime.cpu_threads() gives here (no torch import)."""
     try:
-        from chunkers.embedders import cpu_threads
+        from runtime import cpu_threads
 
         return str(cpu_threads())
     except Exception as exc:  # noqa: BLE001 - the library may change under us

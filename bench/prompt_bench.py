@@ -341,7 +341,7 @@ def bench_latency(nb, report: list[str], n: int) -> None:
 def bench_fidelity(nb, report: list[str], show: int) -> None:
     from imagegen import PromptBuilder
     from imagegen.prompt import build_prompt
-    from imagegen.tokens import ClipCounter
+    from runtime import ClipCounter
 
     counter = ClipCounter()
     builder_nb = PromptBuilder(nb)

@@ -626,7 +626,7 @@ def embed_worker(path: str) -> None:
     """Subprocess: MiniLM throughput with this process's NOTELOOM_THREADS."""
     import torch
 
-    from chunkers.embedders import get_embedder
+    from runtime import get_embedder
 
     data = json.loads(Path(path).read_text())
     embed = get_embedder()

@@ -48,7 +48,7 @@ def main() -> None:
     report = B.start("semantic_bench", args.max_wait)
     load = B.LoadMeter()
     import chunkers
-    from chunkers.embedders import get_embedder
+    from runtime import get_embedder
 
     split = chunkers.get("semantic", max_tokens=args.max_tokens)
     group = chunkers.get("semantic", max_tokens=args.max_tokens, mode="group")
