@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "benchmarks" / "chroma-chunking"
+DATA = Path(os.environ.get("CHROMA_BENCH_DATA", ROOT.parent / "shared" / "benchmarks" / "chroma-chunking"))
 RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

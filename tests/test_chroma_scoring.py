@@ -1,6 +1,8 @@
 """The Chroma benchmark's scoring (bench/chroma_bench.py) on hand-checked cases."""
 
+import csv
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -49,7 +51,22 @@ def test_no_hits():
     assert bench.score(q((0, 10)), []) == (0.0, 0.0, 0.0)
 
 
-def test_the_shared_data_slices_its_gold_excerpts():
-    corpora, questions = bench.load(bench.DATA)
-    assert len(corpora) == 5 and len(questions) == 472
-    assert all(0 <= s < e <= len(corpora[x.corpus]) for x in questions for s, e in x.gold)
+def _dataset(folder, start, end):
+    (folder / "corpora").mkdir()
+    (folder / "corpora" / "a.md").write_text("Alpha beta gamma delta.", encoding="utf-8")
+    ref = json.dumps([{"content": "beta", "start_index": start, "end_index": end}])
+    with open(folder / "questions_df.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["question", "references", "corpus_id"], ["Which?", ref, "a"]])
+
+
+def test_load_reads_gold_spans(tmp_path):
+    _dataset(tmp_path, 6, 10)
+    corpora, questions = bench.load(tmp_path)
+    assert corpora == {"a": "Alpha beta gamma delta."}
+    assert questions == [bench.Question("Which?", "a", ((6, 10),))]
+
+
+def test_load_refuses_a_span_that_does_not_slice_its_excerpt(tmp_path):
+    _dataset(tmp_path, 5, 9)
+    with pytest.raises(SystemExit, match="does not slice"):
+        bench.load(tmp_path)
