@@ -201,9 +201,9 @@ def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[s
 
 def _embed(texts: list[str]):
     """The packaged all-MiniLM-L6-v2, L2-normalised vectors."""
-    from runtime import load_embedder
+    from runtime import get_embedder
 
-    return load_embedder().embed_batch(texts)
+    return get_embedder().embed_batch(texts)
 
 
 def chunkers_alone(corpora: dict[str, str], questions: list[Question], specs: list[str]) -> dict:
