@@ -7,10 +7,9 @@ downloaded. A few abbreviations the shipped model splits after are added.
 ``FastPunkt`` makes Punkt's decisions with NLTK's own parameters and regular
 expressions, but without building a ``PunktToken`` object per word of every
 candidate's context: it gives exactly ``PunktSentenceTokenizer.span_tokenize``'s
-spans (checked against it on the benchmark corpus and on generated text) about
-ten times faster. It also runs the patterns without NLTK 3.10's wall-clock guard,
-which raises ``TimeoutError`` once one ``span_tokenize`` call takes over 5 s (a
-text of about 40 MB): these patterns are NLTK's fixed ones, not user input.
+spans (tests check it against NLTK on real and generated text). NLTK's internals
+are read through ``adapters/nltk.py`` only, which also unwraps NLTK 3.10's
+wall-clock guard on its own fixed patterns.
 """
 
 from __future__ import annotations
