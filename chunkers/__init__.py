@@ -21,6 +21,7 @@ from .errors import (
     MissingDependencyError,
     UnknownChunkerError,
     UnknownTokenizerError,
+    UnsupportedVersionError,
 )
 from .registry import available, get, parameters, register
 from .tokenizers import TokenCounter, get_tokenizer
@@ -35,6 +36,7 @@ __all__ = [
     "TokenCounter",
     "UnknownChunkerError",
     "UnknownTokenizerError",
+    "UnsupportedVersionError",
     "available",
     "get",
     "get_tokenizer",

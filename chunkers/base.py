@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, ClassVar, Iterable
 
 from .chunk import Chunk
+from .concurrency import DEFAULT_THREADS, check_threads, chunk_in_processes
 from .errors import InvalidParameterError
 from .tokenizers import TokenCounter, get_tokenizer
 
@@ -37,13 +37,15 @@ class Chunker(ABC):
 
     name: ClassVar[str] = "?"
 
-    def __init__(self, *, max_tokens: int = 512, overlap: int = 0, tokenizer: Any = "cl100k_base") -> None:
+    def __init__(self, *, max_tokens: int = 512, overlap: int = 0, tokenizer: Any = "cl100k_base",
+                 threads: int = DEFAULT_THREADS) -> None:
         self.max_tokens = check_int("max_tokens", max_tokens, low=1)
         self.overlap = check_int("overlap", overlap, low=0)
         if self.overlap >= self.max_tokens:
             raise InvalidParameterError(f"overlap must be < max_tokens ({self.max_tokens}), got {overlap!r}")
+        self.threads = check_threads(threads)  # encoding threads per text, see ``concurrency``
         self.tokenizer_spec = tokenizer
-        self.tokenizer: TokenCounter = get_tokenizer(tokenizer)
+        self.tokenizer: TokenCounter = get_tokenizer(tokenizer, threads=self.threads)
 
     @abstractmethod
     def chunk(self, text: str) -> list[Chunk]:
@@ -53,8 +55,9 @@ class Chunker(ABC):
         return self.chunk(check_text(text))
 
     def params(self) -> dict[str, Any]:
-        """The parameters this chunker was built with (JSON-friendly)."""
-        out = {name: getattr(self, name) for name in self._param_names() if name != "tokenizer"}
+        """The parameters this chunker was built with (JSON-friendly); ``threads``
+        is left out: it changes how fast chunks come, never which."""
+        out = {name: getattr(self, name) for name in self._param_names() if name not in ("tokenizer", "threads")}
         spec = self.tokenizer_spec
         out["tokenizer"] = spec if isinstance(spec, str) else self.tokenizer.name
         return out
@@ -65,25 +68,25 @@ class Chunker(ABC):
 
         return set(parameters(cls))
 
-    def chunk_batch(self, texts: Iterable[str], *, workers: int | None = None) -> list[list[Chunk]]:
-        """Chunk many texts. With ``workers`` > 1 (default: the CPU count when the
-        batch is over ~2 MB and the chunker can be rebuilt by name in a worker
-        process) the texts are spread over processes."""
+    def chunk_batch(self, texts: Iterable[str], *, workers: int | None = None, threads: int | None = None) -> list[list[Chunk]]:
+        """Chunk many texts. With ``workers`` > 1 the texts are spread over that
+        many processes, each rebuilding this chunker by name with ``threads=1``
+        (default: the CPU count when the batch is over ~2 MB and the chunker can
+        be rebuilt by name; else 1). In this process, ``threads`` encoding
+        threads per text (default: the chunker's own)."""
         texts = [check_text(t) for t in texts]
+        if threads is not None and check_threads(threads) != self.threads and self._rebuild_spec() is not None:
+            from .registry import get
+
+            return get(self.name, **{**self.params(), "threads": threads}).chunk_batch(texts, workers=workers)
         if workers is None:
             big = sum(map(len, texts)) > 2_000_000 and len(texts) > 1
             workers = min(len(texts), os.cpu_count() or 1) if big else 1
+        check_int("workers", workers, low=1)
         spec = self._rebuild_spec()
         if workers <= 1 or spec is None:
             return [self.chunk(t) for t in texts]
-        # Largest first, so one big document does not finish last on its own.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        results: list[list[Chunk]] = [[] for _ in texts]
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=spec) as pool:
-            chunksize = max(1, len(texts) // (workers * 8))  # few, large messages between processes
-            for i, chunks in zip(order, pool.map(_chunk_in_worker, [texts[i] for i in order], chunksize=chunksize)):
-                results[i] = chunks
-        return results
+        return chunk_in_processes(*spec, texts, workers)
 
     def _rebuild_spec(self) -> tuple[str, dict[str, Any]] | None:
         params = self.params()
@@ -94,21 +97,3 @@ class Chunker(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params().items()))
         return f"{type(self).__name__}({args})"
-
-
-_worker_chunker: Chunker | None = None
-
-
-def _init_worker(name: str, params: dict[str, Any]) -> None:
-    global _worker_chunker
-    # One encoding thread per worker: the workers already fill the cores.
-    os.environ["NOTELOOM_ENCODE_THREADS"] = "1"
-    from .registry import get
-
-    _worker_chunker = get(name, **params)
-
-
-def _chunk_in_worker(text: str) -> list[Chunk]:
-    assert _worker_chunker is not None  # set by the pool initializer
-    return _worker_chunker.chunk(text)
-

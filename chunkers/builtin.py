@@ -32,8 +32,9 @@ class SentenceChunker(LevelChunker):
         if sentences_per_chunk is not None:
             check_int("sentences_per_chunk", sentences_per_chunk, low=1)
         self.sentences_per_chunk = sentences_per_chunk
-        self.levels = (SENTENCES.with_(eager=True, max_pieces=sentences_per_chunk), CLAUSES, WORDS)
-        self.lazy_sentences = sentences_per_chunk is None  # with a count, every sentence matters
+        # with a count every sentence matters, so only without one are sentences found lazily
+        sentences = SENTENCES.with_(eager=True, max_pieces=sentences_per_chunk, lazy=sentences_per_chunk is None)
+        self.levels = (sentences, CLAUSES, WORDS)
 
 
 @register("paragraph")

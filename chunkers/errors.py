@@ -10,6 +10,8 @@ Every one subclasses a builtin, so callers can catch what they already know:
 - ``UnknownTokenizerError(ChunkingError, LookupError)``: no tokenizer by that name.
 - ``MissingDependencyError(ImportError)``: an optional package is not installed;
   the message names the package to install.
+- ``UnsupportedVersionError(MissingDependencyError)``: an installed package's
+  version was never tested with the adapter that reads its internals.
 
 Non-string text raises plain ``TypeError``.
 """
@@ -38,4 +40,15 @@ class MissingDependencyError(ImportError):
 
     def __init__(self, package: str, feature: str) -> None:
         super().__init__(f"{feature} needs the package {package!r}: pip install {package}")
+        self.package = package
+
+
+class UnsupportedVersionError(MissingDependencyError):
+    """An installed package is a version the adapter for it was not tested with."""
+
+    def __init__(self, package: str, found: str, tested: tuple[str, ...]) -> None:
+        ImportError.__init__(
+            self, f"chunkers was tested with {package} {' or '.join(tested)}.x, found {found}: "
+            f"pip install '{package}=={tested[-1]}.*'"
+        )
         self.package = package

@@ -84,6 +84,53 @@ class Source:
                 return a, b
         return None
 
+    def unfenced(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The parts of ``[a, b)`` to search for cuts: all of it when it lies inside
+        one fenced block, else the stretches between blocks, each reaching one
+        character into the next block (a match cut short there ends inside the
+        block, where no cut is kept anyway)."""
+        if not self.fences:
+            return [(a, b)]
+        inside = self.fence_at(a + 1)
+        if inside is not None and inside[0] <= a and b <= inside[1]:
+            return [(a, b)]
+        parts = []
+        starts, fences = self._fence_starts, self.fences
+        for i in range(max(0, bisect.bisect_left(starts, a) - 1), len(fences)):
+            fa, fb = fences[i]
+            if fa >= b:
+                break
+            if fa + 1 > a:
+                parts.append((a, min(b, fa + 1)))
+            a = max(a, fb)
+        if a < b:
+            parts.append((a, b))
+        return parts
+
+    def drop_fenced(self, cuts: list[int], a: int, b: int) -> list[int]:
+        """``cuts`` (ascending, inside ``[a, b)``) less those strictly inside a fenced
+        block, unless the whole span lies inside that one block. Walks the blocks
+        that overlap the cuts, not the cuts: a span holds far more cuts than blocks."""
+        if not cuts or not self.fences:
+            return cuts
+        inside = self.fence_at(a + 1)
+        if inside is not None and inside[0] <= a and b <= inside[1]:
+            return cuts
+        starts, fences = self._fence_starts, self.fences
+        kept: list[int] = []
+        taken = 0  # cuts[:taken] are decided
+        for i in range(max(0, bisect.bisect_left(starts, cuts[0]) - 1), len(fences)):
+            fa, fb = fences[i]
+            if fa >= cuts[-1]:
+                break
+            lo = bisect.bisect_right(cuts, fa, taken)
+            hi = bisect.bisect_left(cuts, fb, lo)
+            kept += cuts[taken:lo]
+            taken = max(taken, hi)
+        if not taken:
+            return cuts
+        return kept + cuts[taken:]
+
     @functools.cached_property
     def headings(self) -> list[tuple[int, int, str]]:
         """``(offset, level, title)`` of each markdown heading outside code blocks."""
@@ -135,7 +182,8 @@ Finder = Callable[[Source, int, int], list[int]]
 
 def _pattern_ends(pattern: re.Pattern) -> Finder:
     def find(source: Source, a: int, b: int) -> list[int]:
-        return [p for m in pattern.finditer(source.text, a, b) if a < (p := m.end()) < b]
+        text = source.text
+        return [p for s, e in source.unfenced(a, b) for m in pattern.finditer(text, s, e) if s < (p := m.end()) < e]
 
     return find
 
@@ -146,7 +194,7 @@ def _heading_starts(source: Source, a: int, b: int) -> list[int]:
     return offsets[lo:hi]
 
 
-def _structural_line_ends(text: str, a: int, b: int) -> set[int]:
+def structural_line_ends(text: str, a: int, b: int) -> set[int]:
     """Positions just after the structural line breaks in ``text[a:b]``."""
     end_of = re.Match.end
     ends = set(map(end_of, _LINE_AFTER_END.finditer(text, a, b)))
@@ -159,7 +207,7 @@ def _line_breaks(source: Source, a: int, b: int) -> list[int]:
     fence = source.fence_at(a + 1) if source.fences else None
     if fence and fence[0] <= a and b <= fence[1]:
         return [p for m in _ANY_LINE.finditer(source.text, a, b) if a < (p := m.end()) < b]
-    return sorted(p for p in _structural_line_ends(source.text, a, b) if a < p < b)
+    return sorted(p for p in structural_line_ends(source.text, a, b) if a < p < b)
 
 
 _LIST_MARKER = re.compile(r"[ \t]*(?:\d{1,3}[.)]|[-*+•]|[a-zA-Z][.)])[ \t]*")
@@ -187,7 +235,7 @@ def punkt_starts(text: str, a: int, b: int, upto: int | None = None) -> list[int
 def break_ends(text: str, a: int, b: int) -> set[int]:
     """Ends of paragraph breaks and structural line breaks in ``text[a:b]``: a
     sentence always ends there, even one without a full stop."""
-    ends = _structural_line_ends(text, a, b)
+    ends = structural_line_ends(text, a, b)
     ends.update(map(re.Match.end, _BLANK_LINES.finditer(text, a, b)))
     return ends
 
@@ -206,13 +254,16 @@ class SplitLevel:
     """One kind of boundary. ``eager``: cut here even when the span fits (the
     chunker's unit is this level's piece, e.g. a sentence), then merge by policy.
     ``hard``: eager, and pieces are never merged across it (each becomes its own
-    section). ``max_pieces``: at most this many pieces per chunk."""
+    section). ``max_pieces``: at most this many pieces per chunk. ``lazy`` (eager
+    sentences merged by budget alone): find sentences only where chunks end
+    (``engine.LazySentences``), with the same chunks as finding them all."""
 
     name: str
     find: Finder
     hard: bool = False
     eager: bool = False
     max_pieces: int | None = None
+    lazy: bool = False
 
     def with_(self, **changes) -> "SplitLevel":
         return replace(self, **changes)

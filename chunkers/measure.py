@@ -75,29 +75,35 @@ def last_safe_point(text: str, lo: int, hi: int) -> int | None:
 
 
 class Measure:
+    """Token counts over one text. ``exact``: counts equal encoding the span alone.
+    ``additive``: ``bounds`` works, so a run of pieces is counted by subtraction."""
+
     exact = False
+    additive = False
 
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]] | None:
-        """Vectorised counting: ``(F, L)`` such that ``count(starts[i], ends[j]) ==
-        L[j] - F[i] + 1``, or None when this measure cannot do that."""
-        return None
+    def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]]:
+        """``(F, L)`` with ``count(starts[i], ends[j]) == L[j] - F[i] + 1`` (additive measures)."""
+        raise NotImplementedError
 
     def count(self, a: int, b: int) -> int:
         raise NotImplementedError
+
+    def fits(self, a: int, b: int, n: int) -> bool:
+        """``count(a, b) <= n``, reading no further into the text than that needs."""
+        return self.count(a, b) <= n
 
     def advance(self, a: int, n: int, limit: int) -> int:
         """The furthest ``p`` in ``(a, limit]`` with ``count(a, p) <= n`` (at least ``a + 1``)."""
         raise NotImplementedError
 
     def back_many(self, starts: Sequence[int], ends: Sequence[int], ns: Sequence[int]) -> list[int]:
-        """``back`` for many spans at once."""
+        """For each span, the earliest ``s`` in ``[a, b)`` with ``count(s, b) <= n``."""
         return [self.back(a, b, n) for a, b, n in zip(starts, ends, ns)]
 
     def back(self, a: int, b: int, n: int) -> int:
-        """The earliest ``s`` in ``[a, b)`` with ``count(s, b) <= n``."""
         if self.count(a, b) <= n:
             return a
         lo, hi = a, b - 1
@@ -109,9 +115,23 @@ class Measure:
                 lo = mid + 1
         return lo
 
+    def exact_counts(self, spans: Sequence[tuple[int, int]]) -> list[int]:
+        return [self.count(a, b) for a, b in spans]
+
+    def encoded(self) -> int:
+        """How far into the text counts are known without waiting."""
+        return len(self.text)
+
+    def finish(self) -> "Measure":
+        """Complete any encoding still under way (see ``OffsetMeasure``)."""
+        return self
+
 
 class CharMeasure(Measure):
-    exact = True
+    exact = additive = True
+
+    def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]]:
+        return list(starts), [e - 1 for e in ends]
 
     def count(self, a: int, b: int) -> int:
         return max(0, b - a)
@@ -124,18 +144,50 @@ class CharMeasure(Measure):
 
 
 class OffsetMeasure(Measure):
+    """Counts from the character offsets where tokens end. ``encoder``: a
+    ``concurrency.BlockEncoder`` still encoding the text; every method first
+    makes it reach as far as that method reads."""
+
+    additive = True
+
     def __init__(self, text: str, ends: np.ndarray, counter: Callable[[str], int],
-                 count_batch: Callable[[list[str]], list[int]] | None = None, safe: bool = False) -> None:
+                 count_batch: Callable[[list[str]], list[int]] | None = None, safe: bool = False,
+                 encoder=None) -> None:
         super().__init__(text)
         self.ends = ends
         self.counter = counter
         self.count_batch = count_batch or (lambda texts: [counter(t) for t in texts])
         self.safe = safe
+        self.encoder = encoder
         self._heads: dict[int, tuple[int, int]] = {}  # span start -> (first safe point after it, edge count)
         self._tails: dict[int, tuple[int, int]] = {}  # span end -> (last safe point before it, edge count)
         self._edge_counts: dict[str, int] = {}
+        if encoder is not None:
+            self.ends = encoder.ends()
+
+    def reach(self, pos: int | None = None, tokens: int | None = None) -> None:
+        """Encode until the ends reach character ``pos`` and hold ``tokens`` tokens."""
+        encoder = self.encoder
+        if encoder is not None:
+            encoder.cover(pos, tokens)
+            self.ends = encoder.finish() if encoder.done else encoder.ends()
+            if encoder.done:
+                self.encoder = None
+
+    def encoded(self) -> int:
+        if self.encoder is None:
+            return len(self.text)
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def finish(self) -> "OffsetMeasure":
+        if self.encoder is not None:
+            self.ends = self.encoder.finish()
+            self.encoder = None
+        return self
 
     def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]]:
+        if self.encoder is not None and len(ends):
+            self.reach(pos=max(ends[-1], ends[0]))
         first = np.searchsorted(self.ends, np.asarray(starts, dtype=np.int64), "right")
         last = np.minimum(np.searchsorted(self.ends, np.asarray(ends, dtype=np.int64), "left"), len(self.ends) - 1)
         return first.tolist(), last.tolist()
@@ -143,32 +195,42 @@ class OffsetMeasure(Measure):
     def count(self, a: int, b: int) -> int:
         if b <= a:
             return 0
+        if self.encoder is not None:
+            self.reach(pos=b)
         ends = self.ends
         first = int(np.searchsorted(ends, a, "right"))
-        last = int(np.searchsorted(ends, b, "left"))
-        if last >= len(ends):
-            last = len(ends) - 1
+        last = min(int(np.searchsorted(ends, b, "left")), len(ends) - 1)
         return max(0, last - first + 1)
 
-    def advance(self, a: int, n: int, limit: int) -> int:
+    def fits(self, a: int, b: int, n: int) -> bool:
+        if self.encoder is None:
+            return self.count(a, b) <= n
+        self.reach(pos=a + 1)
         first = int(np.searchsorted(self.ends, a, "right"))
+        self.reach(tokens=first + n)
+        # the n-th token from a ends at or after b, or fewer than n tokens are left
+        return first + n > len(self.ends) or int(self.ends[first + n - 1]) >= b
+
+    def advance(self, a: int, n: int, limit: int) -> int:
+        if self.encoder is not None:
+            self.reach(pos=a + 1)
+        first = int(np.searchsorted(self.ends, a, "right"))
+        if self.encoder is not None and n > 0:
+            self.reach(tokens=first + n)
         idx = first + n - 1
         if n <= 0 or idx >= len(self.ends):
             return limit if n > 0 else a + 1
         return max(a + 1, min(limit, int(self.ends[idx])))
 
     def back(self, a: int, b: int, n: int) -> int:
-        # tokens overlapping [s, b) are first..last; keep the last n of them
-        ends = self.ends
-        last = min(int(np.searchsorted(ends, b, "left")), len(ends) - 1)
-        first = last - n + 1
-        if first <= 0:
-            return a
-        return max(a, min(b - 1, int(ends[first - 1])))
+        return self.back_many([a], [b], [n])[0]
 
     def back_many(self, starts: Sequence[int], ends: Sequence[int], ns: Sequence[int]) -> list[int]:
+        """Tokens overlapping ``[s, b)`` are first..last; keep the last ``n`` of them."""
         if not len(starts):
             return []
+        if self.encoder is not None:
+            self.reach(pos=max(ends))
         a = np.asarray(starts, dtype=np.int64)
         b = np.asarray(ends, dtype=np.int64)
         last = np.minimum(np.searchsorted(self.ends, b, "left"), len(self.ends) - 1)
@@ -187,6 +249,8 @@ class OffsetMeasure(Measure):
         text = self.text
         if not self.safe or not len(spans):
             return self.count_batch([text[a:b] for a, b in spans])
+        if self.encoder is not None:
+            self.reach(pos=max(b for _, b in spans))
         heads, tails = self._heads, self._tails
         head_of, tail_of = self._head, self._tail
         m1s, m2s, edges = [], [], []

@@ -24,7 +24,7 @@ from runtime import get_embedder
 from .base import check_text
 from .builtin import SentenceChunker
 from .chunk import SPAN_SEPARATOR, Chunk
-from .engine import LevelChunker
+from .engine import LevelChunker, Pieces, Plan
 from .errors import InvalidParameterError
 from .levels import Source
 from .measure import Measure
@@ -76,22 +76,18 @@ class SemanticChunker(LevelChunker):
             return -1.0
         return float(np.percentile(similarities, 100 - self.percentile))
 
-    def _plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0, planner=None):
+    def plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0):
+        """Units merged by the engine's merge loop, a new chunk starting at every
+        unit less similar to the one before than the cut."""
         units = self._units.chunk(source.text[a:b])
         if not units:
             return []
         vectors = self.embed([u.text for u in units])
         sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
-        cut = self.cut_similarity(sims)
-        spans = []
-        start, end = units[0].start, units[0].end
-        for unit, sim in zip(units[1:], sims):
-            if sim < cut or measure.count(a + start, a + unit.end) > budget:
-                spans.append((a + start, a + end, section))
-                start = unit.start
-            end = unit.end
-        spans.append((a + start, a + end, section))
-        return spans
+        stops = (np.flatnonzero(sims < self.cut_similarity(sims)) + 1).tolist()
+        plan = Plan(source, measure, (), budget, None, section)
+        Pieces(plan, a, b, [a + u.start for u in units[1:]], stops=stops).merge(plan, 0)
+        return plan.out
 
     def _joined_count(self, group: dict[str, Any], unit: Chunk, text: str) -> int:
         """Tokens of ``group``'s text with ``unit`` added. A unit joined after

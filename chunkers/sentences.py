@@ -7,10 +7,9 @@ downloaded. A few abbreviations the shipped model splits after are added.
 ``FastPunkt`` makes Punkt's decisions with NLTK's own parameters and regular
 expressions, but without building a ``PunktToken`` object per word of every
 candidate's context: it gives exactly ``PunktSentenceTokenizer.span_tokenize``'s
-spans (checked against it on the benchmark corpus and on generated text) about
-ten times faster. It also runs the patterns without NLTK 3.10's wall-clock guard,
-which raises ``TimeoutError`` once one ``span_tokenize`` call takes over 5 s (a
-text of about 40 MB): these patterns are NLTK's fixed ones, not user input.
+spans (tests check it against NLTK on real and generated text). NLTK's internals
+are read through ``adapters/nltk.py`` only, which also unwraps NLTK 3.10's
+wall-clock guard on its own fixed patterns.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import functools
 import itertools
 import re
 
+from .adapters.nltk import punkt_parts
 from .errors import MissingDependencyError
 
 EXTRA_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "approx", "fig", "eq", "no", "resp"})
@@ -48,35 +48,24 @@ _PLAIN = re.compile(r"[\w.]+")
 _WHITESPACE = frozenset(" \t\n\r\x0b\x0c")  # string.whitespace, as NLTK checks it
 
 
-def _unguarded(pattern):
-    """The compiled pattern inside NLTK's timed wrapper (NLTK >= 3.10), else itself."""
-    return getattr(pattern, "_rx", pattern)
-
-
 class FastPunkt:
     """Punkt's sentence spans (``span_tokenize`` with realignment), decided per
     candidate with plain strings. Section numbers refer to Kiss & Strunk (2006),
     as in NLTK's comments."""
 
     def __init__(self, tokenizer) -> None:
-        from nltk.tokenize import punkt
-
-        lang, params = tokenizer._lang_vars, tokenizer._params  # noqa: SLF001 - NLTK exposes no accessors
+        parts = punkt_parts(tokenizer)
+        params = parts.params
         self.abbreviations = params.abbrev_types
         self.collocations = params.collocations
         self.collocation_firsts = frozenset(first for first, _ in params.collocations)
         self.starters = params.sent_starters
         self.ortho = params.ortho_context
-        self.sent_end = frozenset(lang.sent_end_chars)
-        self.punctuation = frozenset(tokenizer.PUNCTUATION)
-        self.candidates = _unguarded(lang.period_context_re())
-        self.words = _unguarded(lang._word_tokenizer_re())  # noqa: SLF001
-        self.realignment = _unguarded(lang.re_boundary_realignment)
-        self.numeric = _unguarded(punkt.PunktToken._RE_NUMERIC)  # noqa: SLF001
-        self.initial = _unguarded(punkt.PunktToken._RE_INITIAL)  # noqa: SLF001
-        self.ellipsis = _unguarded(punkt.PunktToken._RE_ELLIPSIS)  # noqa: SLF001
-        self.lower_any, self.upper_any = punkt._ORTHO_LC, punkt._ORTHO_UC  # noqa: SLF001
-        self.upper_mid, self.lower_begin = punkt._ORTHO_MID_UC, punkt._ORTHO_BEG_LC  # noqa: SLF001
+        self.sent_end, self.punctuation = parts.sent_end_chars, parts.punctuation
+        self.candidates, self.words, self.realignment = parts.candidates, parts.words, parts.realignment
+        self.numeric, self.initial, self.ellipsis = parts.numeric, parts.initial, parts.ellipsis
+        self.lower_any, self.upper_any = parts.lower_any, parts.upper_any
+        self.upper_mid, self.lower_begin = parts.upper_mid, parts.lower_begin
         self._tokens: dict[str, tuple] = {}
         self._runs: dict[str, list[str]] = {}
 

@@ -267,10 +267,10 @@ def test_fixed_windows_are_full_no_leftover_fragments(markdown_notes, overlap):
 
 
 def test_chunk_batch_uses_worker_processes(markdown_notes, monkeypatch):
-    import chunkers.base as base
+    import chunkers.concurrency as concurrency
 
     used = []
-    monkeypatch.setattr(base, "ProcessPoolExecutor", lambda *a, **k: used.append(k) or __import__("concurrent.futures").futures.ProcessPoolExecutor(*a, **k))
+    monkeypatch.setattr(concurrency, "ProcessPoolExecutor", lambda *a, **k: used.append(k) or __import__("concurrent.futures").futures.ProcessPoolExecutor(*a, **k))
     chunker = chunkers.get("recursive", max_tokens=64)
     texts = list(markdown_notes.values())
     assert chunker.chunk_batch(texts, workers=2) == [chunker(t) for t in texts]
@@ -315,13 +315,12 @@ def test_long_texts_encode_in_the_background_also_in_forked_workers(markdown_not
     assert len(expected) == n_chunks
 
 
-def test_long_texts_pause_the_cyclic_gc_and_restore_it(markdown_notes):
+def test_chunking_leaves_the_cyclic_gc_alone(markdown_notes):
+    """A library must not switch the collector process-wide: it stays as the
+    caller set it, during chunking too, also when chunking fails."""
     import gc
 
-    from chunkers.engine import _GC_PAUSE_CHARS
-
-    text = "\n\n".join(markdown_notes.values())
-    long_text = text * (_GC_PAUSE_CHARS // len(text) + 1)
+    long_text = "\n\n".join(markdown_notes.values()) * 40
     seen = []
 
     def counting(s: str) -> int:  # a callable tokenizer sees the collector's state mid-chunk
@@ -332,11 +331,12 @@ def test_long_texts_pause_the_cyclic_gc_and_restore_it(markdown_notes):
 
     chunker = chunkers.get("paragraph", max_tokens=2000, min_tokens=0, tokenizer=counting)
     assert gc.isenabled()
-    assert chunker(long_text) and gc.isenabled() and seen and not any(seen)
+    assert chunker(long_text) and gc.isenabled() and seen and all(seen)
     gc.disable()
     try:
-        chunker(long_text)
-        assert not gc.isenabled()  # a caller's own setting is left alone
+        seen.clear()
+        chunker(long_text + " more")
+        assert not gc.isenabled() and not any(seen)  # a caller's own setting is left alone
     finally:
         gc.enable()
     with pytest.raises(RuntimeError, match="tokenizer failed"):
@@ -345,16 +345,21 @@ def test_long_texts_pause_the_cyclic_gc_and_restore_it(markdown_notes):
 
 
 # --- chunking while the text is still being encoded ----------------------------
-# Texts over one encoding block are planned in text order as blocks arrive (the
-# sentence and paragraph chunkers, and any whose first level is eager), finishing
-# planned chunks while the plan waits. Tiny blocks make even short texts do that.
+# Texts over one encoding block are planned in text order as blocks arrive (every
+# method: the measure encodes as far as each question needs). Tiny blocks make
+# even short texts do that.
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from chunkers.measure import block_bounds  # noqa: E402
+from chunkers.tokenizers import TiktokenCounter  # noqa: E402
 from tests.test_chunkers_invariants import DOCUMENT  # noqa: E402
 
 WHILE_ENCODING = [
+    ("recursive", {"max_tokens": 64}),
+    ("hybrid", {"max_tokens": 48, "overlap": 8}),
+    ("fixed", {"max_tokens": 40, "overlap": 8}),
     ("paragraph", {"max_tokens": 64}),
     ("paragraph", {"max_tokens": 48, "min_tokens": 16, "overlap": 12}),
     ("paragraph", {"max_tokens": 40, "min_tokens": 0, "overlap": 1, "tokenizer": "o200k_base"}),
@@ -363,29 +368,34 @@ WHILE_ENCODING = [
 ]
 
 
+class RecordingCounter(TiktokenCounter):
+    """Records where each block it encodes starts."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.encoded: list[int] = []
+
+    def block_ends(self, block: str, offset: int = 0):
+        self.encoded.append(offset)
+        return super().block_ends(block, offset)
+
+
 def chunked_while_and_after_encoding(text: str, name: str, params: dict, block_chars: int):
-    from unittest import mock
-
-    from chunkers.tokenizers import TiktokenCounter
-
-    chunker = chunkers.get(name, **params)
-    after = chunker(text) if len(text) < TiktokenCounter.BLOCK_CHARS else None
-    with mock.patch.object(TiktokenCounter, "BLOCK_CHARS", block_chars):
-        return chunker(text), after, chunker
+    params = dict(params)
+    tokenizer = params.pop("tokenizer", "cl100k_base")
+    after = chunkers.get(name, tokenizer=tokenizer, **params)
+    blocks = RecordingCounter(tokenizer, threads=1, block_chars=block_chars)
+    during = chunkers.get(name, tokenizer=blocks, **params)
+    chunks = during(text)
+    assert sorted(set(blocks.encoded)) == [a for a, _ in block_bounds(text, block_chars)], "not encoded block by block"
+    return chunks, after(text) if len(text) < TiktokenCounter.BLOCK_CHARS else None, during
 
 
 @pytest.mark.parametrize("name,params", WHILE_ENCODING)
-def test_chunking_while_the_text_is_encoded_equals_chunking_after(name, params, markdown_notes, monkeypatch):
-    from chunkers import engine
-
-    streamed = []
-    real = engine.LevelChunker._chunk_while_encoding
-    monkeypatch.setattr(engine.LevelChunker, "_chunk_while_encoding",
-                        lambda self, *args: streamed.append(1) or real(self, *args))
+def test_chunking_while_the_text_is_encoded_equals_chunking_after(name, params, markdown_notes):
     text = "\n\n".join(markdown_notes.values())
     for block_chars in (300, 2000):
         during, after, chunker = chunked_while_and_after_encoding(text, name, params, block_chars)
-        assert streamed, "the text was not chunked while it was encoded"
         assert during == after, (name, params, block_chars)
         check_chunks(text, during, chunker)
 

@@ -65,37 +65,34 @@ def test_token_ends_of_a_multi_block_text_match_plain_tiktoken(markdown_notes):
         chars_before = np.concatenate(([0], np.cumsum((raw & 0xC0) != 0x80)))
         expected = chars_before[byte_ends]
         for threads in (1, 2):
-            assert np.array_equal(tok.measure(text, threads).ends, expected), (name, threads)
+            assert np.array_equal(tok.measure(text, threads).finish().ends, expected), (name, threads)
 
 
-def test_a_measure_grown_block_by_block_is_a_prefix_of_the_whole(markdown_notes, monkeypatch):
-    """``partial()`` and ``cover()`` (planning while the text is encoded): every
-    grown measure is a prefix of the whole text's token ends that reaches what
-    was asked, and the finished one equals it."""
+def test_a_measure_grown_block_by_block_is_a_prefix_of_the_whole(markdown_notes):
+    """A measure of a text still being encoded (``reach``): every grown measure is
+    a prefix of the whole text's token ends that reaches what was asked, and the
+    finished one equals it."""
     import numpy as np
 
     from chunkers.tokenizers import TiktokenCounter
 
-    monkeypatch.setattr(TiktokenCounter, "BLOCK_CHARS", 700)
     text = "\n\n".join(markdown_notes.values())
-    tok = chunkers.get_tokenizer("cl100k_base")
-    whole = tok.measure(text, 1).ends.copy()
+    whole = chunkers.get_tokenizer("cl100k_base").measure(text, 1).finish().ends.copy()
     rng = random.Random(3)
-    for _ in range(3):
-        pending = tok.start_measure(text)
-        measure = pending.partial()
+    for threads in (1, 2, 2):
+        measure = TiktokenCounter("cl100k_base", threads=threads, block_chars=700).measure(text)
         pos = tokens = 0
         while pos < len(text):
             pos = min(len(text), pos + rng.randint(1, 3000))
             tokens = min(len(whole), tokens + rng.randint(1, 700))
-            pending.cover(pos=pos)
+            measure.reach(pos=pos)
             assert measure.ends[-1] >= pos and np.array_equal(measure.ends, whole[: len(measure.ends)])
-            pending.cover(tokens=tokens)
+            measure.reach(tokens=tokens)
             assert len(measure.ends) >= tokens and np.array_equal(measure.ends, whole[: len(measure.ends)])
-        assert pending.result() is measure and np.array_equal(measure.ends, whole)
+        assert measure.finish() is measure and np.array_equal(measure.ends, whole)
 
 
-def test_blocks_are_cut_only_where_encoding_cuts_anyway(markdown_notes, monkeypatch):
+def test_blocks_are_cut_only_where_encoding_cuts_anyway(markdown_notes):
     """Blocks end at line starts, else at a space before a word, else not at all:
     so per-block token ends equal one encoding of the whole text even in a text
     with no line breaks, or with no spaces either."""
@@ -106,50 +103,48 @@ def test_blocks_are_cut_only_where_encoding_cuts_anyway(markdown_notes, monkeypa
 
     notes = "\n\n".join(markdown_notes.values())
     texts = [notes, notes.replace("\n", " "), "a1b2c3d4" * 400 + " end. " + "日本語🦙" * 200]
-    monkeypatch.setattr(TiktokenCounter, "BLOCK_CHARS", 300)
     for name in ("cl100k_base", "o200k_base"):
-        tok = chunkers.get_tokenizer(name)
+        tok = TiktokenCounter(name, block_chars=300)
         for text in texts:
             bounds = block_bounds(text, 300)
             assert bounds[0][0] == 0 and bounds[-1][1] == len(text)
             assert all(b == c for (_, b), (c, _) in zip(bounds, bounds[1:]))
-            whole = tok._block_ends(text, 0)
+            whole = tok.block_ends(text, 0)
             for threads in (1, 2):
-                assert np.array_equal(tok.measure(text, threads).ends, whole), (name, text[:30], threads)
+                assert np.array_equal(tok.measure(text, threads).finish().ends, whole), (name, text[:30], threads)
 
 
-def test_an_error_while_encoding_on_a_helper_thread_reaches_the_caller(markdown_notes, monkeypatch):
+def test_an_error_while_encoding_on_a_helper_thread_reaches_the_caller(markdown_notes):
     """A block that fails to encode on a helper thread makes the chunker raise that
-    error (whether it waits for the whole text or plans while blocks arrive),
-    rather than wait for the block for ever."""
+    error rather than wait for the block for ever."""
     import threading
 
     import pytest
 
+    from chunkers.concurrency import THREAD_NAME
     from chunkers.tokenizers import TiktokenCounter
 
     text = "\n\n".join(markdown_notes.values())
-    monkeypatch.setattr(TiktokenCounter, "BLOCK_CHARS", 500)
-    encode = TiktokenCounter._block_ends
     failed_on = []
 
-    def fails_on_helpers(self, block, offset=0):
-        if threading.current_thread().name.startswith("chunkers-encode"):  # the pool's threads
-            if offset > len(text) // 2:
-                failed_on.append(offset)
-                raise RuntimeError(f"block at {offset} failed")
-        else:  # the caller: slow, so the helper reaches the second half
-            threading.Event().wait(0.002)
-        return encode(self, block, offset)
+    class FailsOnHelpers(TiktokenCounter):
+        def block_ends(self, block, offset=0):
+            if threading.current_thread().name.startswith(THREAD_NAME):  # the pool's threads
+                if offset > len(text) // 2:
+                    failed_on.append(offset)
+                    raise RuntimeError(f"block at {offset} failed")
+            else:  # the caller: slow, so the helper reaches the second half
+                threading.Event().wait(0.002)
+            return super().block_ends(block, offset)
 
-    monkeypatch.setattr(TiktokenCounter, "_block_ends", fails_on_helpers)
-    for method in ("sentence", "paragraph"):
+    for method in ("sentence", "paragraph", "recursive"):
         failed_on.clear()
         outcome: list[BaseException] = []
 
         def chunk():
             try:
-                chunkers.get(method, max_tokens=64)(text)
+                tokenizer = FailsOnHelpers("cl100k_base", threads=2, block_chars=500)
+                chunkers.get(method, max_tokens=64, tokenizer=tokenizer)(text)
             except BaseException as exc:  # noqa: BLE001 - the test reports what was raised
                 outcome.append(exc)
 
