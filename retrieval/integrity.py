@@ -33,7 +33,7 @@ import numpy as np
 from .errors import StorageError, StorageFullError, StoreDamagedError
 
 if TYPE_CHECKING:
-    from .notebook import Notebook
+    from .sqlite_faiss import SqliteFaissBackend
 
 DB_NAME = "notes.sqlite"
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
@@ -172,7 +172,7 @@ class CheckReport:
                 "seconds": round(self.seconds, 3)}
 
 
-def full_check(nb: "Notebook", limit: int = 20) -> CheckReport:
+def full_check(backend: "SqliteFaissBackend", limit: int = 20) -> CheckReport:
     """Every check of the module docstring; at most ``limit`` problems are listed."""
     started = time.perf_counter()
     report = CheckReport()
@@ -180,7 +180,7 @@ def full_check(nb: "Notebook", limit: int = 20) -> CheckReport:
              ("vector index", _index_check)]
     for name, step in steps:
         try:
-            step(nb, report)
+            step(backend, report)
         except (sqlite3.DatabaseError, OSError, StorageError) as exc:
             report.problems.append(f"{name}: {exc}")
     if len(report.problems) > limit:
@@ -189,22 +189,22 @@ def full_check(nb: "Notebook", limit: int = 20) -> CheckReport:
     return report
 
 
-def _sqlite_check(nb: "Notebook", report: CheckReport) -> None:
-    found = [r[0] for r in nb.store.db.execute("PRAGMA integrity_check(20)")]
+def _sqlite_check(backend: "SqliteFaissBackend", report: CheckReport) -> None:
+    found = [r[0] for r in backend.store.db.execute("PRAGMA integrity_check(20)")]
     if found != ["ok"]:
         report.problems += [f"SQLite: {line}" for line in found]
 
 
-def _fts_check(nb: "Notebook", report: CheckReport) -> None:
+def _fts_check(backend: "SqliteFaissBackend", report: CheckReport) -> None:
     try:
-        nb.store.db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES('integrity-check', 1)")
+        backend.store.db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES('integrity-check', 1)")
     except sqlite3.DatabaseError as exc:
         report.problems.append(f"full-text index does not match the chunks: {exc}")
 
 
-def _rows_check(nb: "Notebook", report: CheckReport) -> None:
-    db = nb.store.db
-    recorded = nb.store.get_meta("embedding") or {}
+def _rows_check(backend: "SqliteFaissBackend", report: CheckReport) -> None:
+    db = backend.store.db
+    recorded = backend.store.get_meta("embedding") or {}
     width = 4 * int(recorded.get("dim", 0))
     texts: dict[int, str | None] = {}
     for doc_id, source, text, content_hash in db.execute("SELECT id, source, text, content_hash FROM documents"):
@@ -226,9 +226,9 @@ def _rows_check(nb: "Notebook", report: CheckReport) -> None:
             report.problems.append(f"chunk {cid}: vector holds non-finite numbers")
 
 
-def _index_check(nb: "Notebook", report: CheckReport) -> None:
-    index = nb.index()
-    ids = {r[0] for r in nb.store.db.execute("SELECT id FROM chunks")}
+def _index_check(backend: "SqliteFaissBackend", report: CheckReport) -> None:
+    index = backend.index()
+    ids = {r[0] for r in backend.store.db.execute("SELECT id FROM chunks")}
     if index.count != len(ids):
         report.problems.append(f"vector index holds {index.count} vectors for {len(ids)} chunks")
     elif index.kind == "flat" and set(index.ids()) != ids:
