@@ -39,9 +39,9 @@ class Notebook:
 
     ``embedding_model``: the model to use, checked against the one the folder was
     built with (``EmbeddingMismatchError`` if they differ); without it the recorded
-    model, else ``default_embedding_model``. ``embedder``: an object with
-    ``embed_batch(texts)`` or a callable ``texts -> (n, dim) array``, instead of
-    loading the model. ``llm``: an OpenAI-compatible endpoint for generated answers
+    model, else the injected embedder's ``name``, else ``default_embedding_model``.
+    ``embedder``: an object with ``embed_batch(texts)`` (and ``dim``, ``name``) or a
+    callable ``texts -> (n, dim) array``, used instead of loading the model. ``llm``: an OpenAI-compatible endpoint for generated answers
     (``LLMConfig`` or a mapping with ``url``, ``model``, ``key``); None: extractive only.
     ``backend``: where documents and vectors live, instead of SQLite + FAISS in ``folder``.
     """
@@ -54,7 +54,8 @@ class Notebook:
         self.write_timeout: float | None = None  # longest wait for another writer; None: as long as it takes
         self.llm = LLMConfig.of(llm) if llm is not None else None
         recorded = self.backend.embedding()
-        self.embedding_model = embedding_model or (recorded.model if recorded else default_embedding_model)
+        named = getattr(embedder, "name", None)  # an injected Embedder names its model
+        self.embedding_model = embedding_model or (recorded.model if recorded else named or default_embedding_model)
         if recorded and embedding_model and recorded.model != embedding_model:
             raise EmbeddingMismatchError(
                 f"data folder {self.folder} was built with embedding model {recorded.model!r} "

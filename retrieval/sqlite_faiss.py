@@ -185,6 +185,8 @@ class SqliteSession:
         # change below. Meanwhile their dense hits are re-checked against SQLite.
         with store.transaction() as db:
             recorded = store.get_meta("embedding")
+            if len(dims) > 1:
+                raise EmbeddingMismatchError(f"vectors of one batch have different dimensions: {sorted(dims)}")
             if dims:
                 (dim,) = dims
                 if recorded is None:
