@@ -129,7 +129,7 @@ class SqliteFaissBackend:
 
     def check(self) -> CheckReport:
         """The full check (``noteloom status --check``): see ``retrieval.integrity``."""
-        return full_check(self)
+        return full_check(self.store, self.index)
 
     def close(self) -> None:
         self.store.close()
