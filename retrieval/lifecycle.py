@@ -177,6 +177,8 @@ class IndexKeeper:
     def _persist(self) -> None:
         index = self._index
         assert index is not None
+        if index.count == 0 and self.store.get_meta("embedding") is None:
+            return  # nothing stored yet, not even the vectors' dimension: no file to write
         generation = self._generation
         name = f"index-{generation}.faiss"
         checksum = index.save(self.folder / name)
