@@ -41,8 +41,9 @@ class Notebook:
     built with (``EmbeddingMismatchError`` if they differ); without it the recorded
     model, else the injected embedder's ``name``, else ``default_embedding_model``.
     ``embedder``: an object with ``embed_batch(texts)`` (and ``dim``, ``name``) or a
-    callable ``texts -> (n, dim) array``, used instead of loading the model. ``llm``: an OpenAI-compatible endpoint for generated answers
-    (``LLMConfig`` or a mapping with ``url``, ``model``, ``key``); None: extractive only.
+    callable ``texts -> (n, dim) array``, used instead of loading the model.
+    ``llm``: an OpenAI-compatible endpoint for generated answers (``LLMConfig`` or
+    a mapping with ``url``, ``model``, ``key``); None: extractive answers only.
     ``backend``: where documents and vectors live, instead of SQLite + FAISS in ``folder``.
     """
 
