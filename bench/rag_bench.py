@@ -505,7 +505,7 @@ def parallel_hybrid(nb, qs: list[str], n: int) -> list[str]:
     (what Notebook.search does, re-done here; the library is unchanged)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from retrieval.notebook import fuse
+    from retrieval import fuse
 
     pool = ThreadPoolExecutor(1)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import chunkers
-from retrieval.notebook import Notebook
-from retrieval.store import LEGACY_COLLECTION, ChunkRecord, Collection, DocumentRecord, Known, chunk_id, document_id, source_name
+from retrieval import Backend, ChunkRecord, Collection, DocumentRecord, Known, Notebook, WriteSession
+from retrieval.records import LEGACY_COLLECTION, chunk_id, document_id, source_name
 
 from .errors import EmptyDocumentError, IngestError, UnsupportedFileError
 from .loaders import DEFAULT_LIMITS, KINDS, LoadLimits, Loaded, kind_of, load_bytes
@@ -168,7 +168,7 @@ class Ingestor:
                 raise IngestError("--collection names one folder: give exactly one folder with it")
         key = self.chunking.key
         with self.nb.writer() as writer:
-            known = self.nb.store.known()  # under the write lock: no other writer changes it meanwhile
+            known = self.nb.backend.known()  # under the write lock: no other writer changes it meanwhile
             writer.set_meta("chunker", json.loads(key))
             plan = _Plan(self, known, collection)
             for path in paths:
@@ -224,7 +224,7 @@ class Ingestor:
         check_has_text(prepared.loaded, name)
         collection = self._upload_collection(name, collection)
         full = source_name(collection, name)
-        old = self.nb.store.known_source(full)
+        old = self.nb.backend.known_source(full)
         if old and old.content_hash == prepared.loaded.content_hash and old.chunker == self.chunking.key:
             return document_id(full), "unchanged"
         with self.nb.writer() as writer:
@@ -251,20 +251,19 @@ class Ingestor:
     def _upload_collection(self, name: str, requested: str | None) -> str:
         """Uploads go to a collection without a folder: ``uploads`` unless named.
         A document uploaded before collections existed keeps its bare name."""
-        store = self.nb.store
+        backend = self.nb.backend
         if requested is None:
-            legacy = store.known_source(name)
+            legacy = backend.known_source(name)
             if legacy and legacy.collection == LEGACY_COLLECTION and legacy.mtime is None:
                 return LEGACY_COLLECTION
             requested = UPLOADS_COLLECTION
         check_collection_name(requested)
-        existing = store.collections().get(requested)
+        existing = backend.collections().get(requested)
         if existing and existing.root:
             raise IngestError(f"collection {requested!r} is the folder {existing.root}: its documents come from its "
                               "files; upload to another collection")
         if existing is None:
-            with store.transaction() as db:
-                store.add_collection(db, requested, None)
+            backend.add_collection(requested, None)
         return requested
 
     # --- internals --------------------------------------------------------------
@@ -276,7 +275,7 @@ class Ingestor:
 
         return tqdm(items, unit=unit, delay=1.0, leave=False)
 
-    def write(self, writer, pending: list[PendingDocument], report: IngestReport) -> None:
+    def write(self, writer: WriteSession, pending: list[PendingDocument], report: IngestReport) -> None:
         """Chunk (unless prepared), embed and store documents in one batch of ``writer``."""
         if not pending:
             return
@@ -311,10 +310,10 @@ class _Plan:
 
     def __init__(self, ingestor: Ingestor, known: dict[str, Known], wanted: str | None) -> None:
         self.ingestor = ingestor
-        self.store = ingestor.nb.store
+        self.backend: Backend = ingestor.nb.backend
         self.known = known
         self.wanted = wanted
-        self.collections = self.store.collections()
+        self.collections = self.backend.collections()
         self.by_file = {Path(self.collections[k.collection].root, k.path): k for k in known.values()
                         if k.collection in self.collections and self.collections[k.collection].root}
         self.targets: list[_Target] = []
@@ -379,11 +378,10 @@ class _Plan:
         return self._save(wanted, root)
 
     def _save(self, name: str, root: Path, *, claim: bool = False) -> str:
-        with self.store.transaction() as db:
-            if claim:
-                collection = self.store.set_collection_root(db, name, str(root))
-            else:
-                collection = self.store.add_collection(db, name, str(root))
+        if claim:
+            collection = self.backend.set_collection_root(name, str(root))
+        else:
+            collection = self.backend.add_collection(name, str(root))
         self.collections[name] = collection
         self.by_file.update({root / k.path: k for k in self.known.values() if k.collection == name})
         return name

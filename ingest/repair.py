@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from retrieval.errors import StorageError
-from retrieval.integrity import DB_NAME, check_at_open, full_check
-from retrieval.notebook import Notebook, resolve_data_dir
+from retrieval import DEFAULT_EMBEDDING_MODEL, Notebook, StorageError, resolve_data_dir
+from retrieval.integrity import DB_NAME, check_at_open
+from retrieval.locking import write_lock
 
 from .errors import EmptyDocumentError
 from .loaders import Loaded
@@ -72,7 +71,10 @@ class _Row:
     text: str | None = None
 
 
-def repair(folder: str | os.PathLike | None = None, *, force: bool = False) -> RepairReport:
+def repair(folder: str | os.PathLike | None = None, *, force: bool = False,
+           default_embedding_model: str = DEFAULT_EMBEDDING_MODEL, embedder=None) -> RepairReport:
+    """Repair ``folder``. The rebuilt store embeds with the model the folder
+    recorded, else ``default_embedding_model`` (or with ``embedder``, when given)."""
     started = time.perf_counter()
     folder = resolve_data_dir(folder)
     report = RepairReport()
@@ -85,7 +87,12 @@ def repair(folder: str | os.PathLike | None = None, *, force: bool = False) -> R
         try:
             rows, meta, collections = _salvage(folder, work / "scratch", report)
             staging = work / "staging"
-            _rebuild(staging, rows, meta, collections, report)
+            model = (meta.get("embedding") or {}).get("model") if isinstance(meta.get("embedding"), dict) else None
+            nb = Notebook(staging, embedding_model=model, default_embedding_model=default_embedding_model, embedder=embedder)
+            try:
+                _rebuild(nb, rows, meta, collections, report)
+            finally:
+                nb.close()
             report.kept_in = str(_swap(folder, staging))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -98,9 +105,9 @@ def _healthy(folder: Path) -> bool:
         check_at_open(folder)
         nb = Notebook(folder)
         try:
-            return full_check(nb).ok
+            return nb.check().ok
         finally:
-            nb.store.close()
+            nb.close()
     except StorageError:
         return False
 
@@ -108,15 +115,12 @@ def _healthy(folder: Path) -> bool:
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "write.lock", "a+") as fh:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(write_lock(folder, blocking=False))
         except BlockingIOError:
             raise StorageError(f"data folder {folder}: an ingest or a server is writing to it; stop it, then repair") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
 
 
 # --- reading what can be read ------------------------------------------------------
@@ -276,29 +280,23 @@ def _json(value: Any) -> Any:
 # --- building the new store --------------------------------------------------------
 
 
-def _rebuild(staging: Path, rows: list[_Row], meta: dict[str, Any], collections: dict[str, str | None],
+def _rebuild(nb: Notebook, rows: list[_Row], meta: dict[str, Any], collections: dict[str, str | None],
              report: RepairReport) -> None:
-    model = (meta.get("embedding") or {}).get("model") if isinstance(meta.get("embedding"), dict) else None
-    nb = Notebook(staging, embedding_model=model)
-    try:
-        named = {_str(r.meta.get("collection")) for r in rows if r.meta.get("collection") is not None}
-        with nb.store.transaction() as db:
-            for name in sorted(named - set(collections)):
-                collections[name] = None  # its row was lost: the documents keep their collection, without a folder
-            for name, root in collections.items():
-                nb.store.add_collection(db, name, root)
-        from_text = [r for r in rows if r.text is not None]
-        files = [r for r in rows if r.text is None]
-        for settings, group in _by_settings(from_text, meta).items():
-            _restore_texts(Ingestor(nb, settings), group, report)
-        for settings, group in _by_settings(files, meta).items():
-            _reread_files(Ingestor(nb, settings), group, collections, report)
-        if isinstance(meta.get("chunker"), dict):
-            with nb.writer() as writer:
-                writer.set_meta("chunker", meta["chunker"])
-        nb.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        nb.store.close()
+    named = {_str(r.meta.get("collection")) for r in rows if r.meta.get("collection") is not None}
+    for name in sorted(named - set(collections)):
+        collections[name] = None  # its row was lost: the documents keep their collection, without a folder
+    for name, root in collections.items():
+        nb.backend.add_collection(name, root)
+    from_text = [r for r in rows if r.text is not None]
+    files = [r for r in rows if r.text is None]
+    for settings, group in _by_settings(from_text, meta).items():
+        _restore_texts(Ingestor(nb, settings), group, report)
+    for settings, group in _by_settings(files, meta).items():
+        _reread_files(Ingestor(nb, settings), group, collections, report)
+    if isinstance(meta.get("chunker"), dict):
+        with nb.writer() as writer:
+            writer.set_meta("chunker", meta["chunker"])
+    nb.store.checkpoint()  # the new notes.sqlite is moved in with its log folded in
 
 
 def _by_settings(rows: list[_Row], meta: dict[str, Any]) -> dict[ChunkSettings, list[_Row]]:

@@ -1,18 +1,51 @@
-"""Retrieval over the notebook: SQLite store, FAISS index, hybrid search, answers.
+"""Retrieval over the notebook: a storage ``Backend`` (SQLite + FAISS by default),
+hybrid search, answers with exact citations.
 
 Heavy modules (faiss, torch) load on first use, not on import.
 """
 
-from .errors import DocumentNotFoundError, EmbeddingMismatchError, IndexCorruptError, RetrievalError
-from .notebook import Hit, Notebook, fuse, resolve_data_dir
+from .answer import Answer, Citation
+from .backend import Backend, WriteSession
+from .chat import LLMConfig
+from .errors import (DocumentNotFoundError, EmbeddingMismatchError, IndexCorruptError, RetrievalError, StorageError,
+                     StorageFullError, StoreDamagedError, WriteLockTimeoutError)
+from .notebook import DEFAULT_EMBEDDING_MODEL, Notebook, resolve_data_dir
+from .records import (ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
+                      EmbeddingInfo, Filter, Hit, IndexState, Known, StoredChunk)
+from .search import Searcher, fuse
+from .sqlite_faiss import SqliteFaissBackend
 
 __all__ = [
+    "Answer",
+    "Backend",
+    "ChunkRecord",
+    "Citation",
+    "Collection",
+    "Counts",
+    "DEFAULT_EMBEDDING_MODEL",
+    "Document",
+    "DocumentInfo",
     "DocumentNotFoundError",
+    "DocumentRecord",
+    "DocumentSummary",
+    "EmbeddingInfo",
     "EmbeddingMismatchError",
+    "Filter",
     "Hit",
     "IndexCorruptError",
+    "IndexState",
+    "Known",
+    "LLMConfig",
     "Notebook",
     "RetrievalError",
+    "Searcher",
+    "SqliteFaissBackend",
+    "StorageError",
+    "StorageFullError",
+    "StoreDamagedError",
+    "StoredChunk",
+    "WriteLockTimeoutError",
+    "WriteSession",
     "fuse",
     "resolve_data_dir",
 ]

@@ -12,30 +12,34 @@ a generated answer with numbered citations comes alongside.
 
 from __future__ import annotations
 
-import os
+import functools
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
 import chunkers
 
-from .notebook import Hit, Notebook, check_k, check_query
+from .chat import LLMConfig, generate_answer
+from .records import Hit, Record
+from .search import Embed, check_k, check_query
 
 MIN_SCORE = 0.30
 SPREAD = 0.1
 MAX_CANDIDATES = 24
 NOT_COVERED = "The notes do not seem to cover this."
-# Sentences as the sentence chunker finds them: Punkt, plus paragraph and
-# structural line breaks, so a heading or list item is never glued to a sentence.
-_SENTENCES = chunkers.get("sentence", max_tokens=2000, sentences_per_chunk=1, tokenizer="chars")
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-']+")
 _MARKUP_ONLY = re.compile(r"^[#>\-*+|`\s\d.)]*$")
 
 
-@dataclass
-class Citation:
+Search = Callable[..., list[Hit]]  # search(question, k=k) -> hits, best first
+
+
+@dataclass(frozen=True)
+class Citation(Record):
+    """A sentence of the answer: ``text`` is exactly ``document.text[start:end]``."""
+
     source: str
     doc_id: int
     start: int
@@ -43,12 +47,9 @@ class Citation:
     text: str
     score: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-@dataclass
-class Answer:
+@dataclass(frozen=True)
+class Answer(Record):
     question: str
     answer: str
     citations: list[Citation]
@@ -70,19 +71,27 @@ class Answer:
         return out
 
 
+@functools.cache
+def _sentences() -> chunkers.Chunker:
+    """Sentences as the sentence chunker finds them: Punkt, plus paragraph and
+    structural line breaks, so a heading or list item is never glued to a sentence."""
+    return chunkers.get("sentence", max_tokens=2000, sentences_per_chunk=1, tokenizer="chars")
+
+
 def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def answer_question(nb: Notebook, question: str, k: int = 5, *, min_score: float = MIN_SCORE, max_sentences: int = 3,
-                    llm: dict[str, str] | None = None) -> Answer:
+def answer_question(search: Search, embed: Embed, question: str, k: int = 5, *, min_score: float = MIN_SCORE,
+                    max_sentences: int = 3, llm: LLMConfig | None = None) -> Answer:
+    """The best sentences of ``search``'s hits for ``question``; with ``llm``, a generated answer beside."""
     question = check_query(question, "question")
     k = check_k(k)
-    hits = nb.search(question, k=k)
+    hits = search(question, k=k)
     q_words = _words(question)
     candidates: list[tuple[float, Hit, int, int]] = []
     for rank, hit in enumerate(hits):
-        for unit in _SENTENCES(hit.text):
+        for unit in _sentences()(hit.text):
             a, sentence = unit.start, unit.text
             if len(sentence) < 12 or _MARKUP_ONLY.match(sentence) or sentence.startswith("#"):
                 continue
@@ -96,7 +105,7 @@ def answer_question(nb: Notebook, question: str, k: int = 5, *, min_score: float
         # A sentence is embedded with its heading path: "Hyperparameters" tells the
         # model that "800 to 1,200 steps" is about DreamBooth.
         contexts = [" > ".join(h.headings[-2:]) for _, h, _, _ in candidates]
-        vectors = nb.embed([question, *[f"{c}: {t}" if c else t for c, t in zip(contexts, texts)]])
+        vectors = embed([question, *[f"{c}: {t}" if c else t for c, t in zip(contexts, texts)]])
         similarity = vectors[1:] @ vectors[0]
         chunk_similarity = np.array([h.dense_score if h.dense_score is not None else 0.0 for _, h, _, _ in candidates])
         overlap = np.array([len(q_words & _words(t)) / (1 + len(q_words)) for t in texts])
@@ -113,49 +122,6 @@ def answer_question(nb: Notebook, question: str, k: int = 5, *, min_score: float
     if citations:
         lead = citations[0].source
         citations.sort(key=lambda c: (c.source != lead, c.source, c.start))
-    answer = Answer(question, " ".join(c.text for c in citations) if citations else NOT_COVERED, citations, bool(citations), hits)
-    settings = llm if llm is not None else llm_settings()
-    if settings:
-        answer.generated = generate_answer(question, hits, settings)
-    return answer
-
-
-def llm_settings() -> dict[str, str] | None:
-    """An OpenAI-compatible chat endpoint from NOTELOOM_LLM_URL / _MODEL / _KEY (off when unset)."""
-    url = os.environ.get("NOTELOOM_LLM_URL")
-    if not url:
-        return None
-    return {"url": url, "model": os.environ.get("NOTELOOM_LLM_MODEL", "gpt-4o-mini"), "key": os.environ.get("NOTELOOM_LLM_KEY", "")}
-
-
-def generate_answer(question: str, hits: list[Hit], settings: dict[str, str], timeout: float = 60.0) -> dict[str, Any]:
-    """Ask the configured chat endpoint; numbered passages, numbered citations back.
-    Failures are reported in the result, never raised: the extractive answer stands."""
-    import httpx
-
-    passages = "\n\n".join(f"[{i}] ({h.source}) {h.text}" for i, h in enumerate(hits, start=1))
-    body = {
-        "model": settings["model"],
-        "temperature": 0,
-        "messages": [
-            {"role": "system", "content": "Answer only from the numbered passages. Cite passages like [1]. "
-                                          "If they do not contain the answer, say so."},
-            {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {question}"},
-        ],
-    }
-    headers = {"Authorization": f"Bearer {settings['key']}"} if settings.get("key") else {}
-    url = settings["url"].rstrip("/")
-    if not url.endswith("/chat/completions"):
-        url += "/chat/completions"
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
-        response.raise_for_status()
-        text = response.json()["choices"][0]["message"]["content"]
-    except (httpx.HTTPError, KeyError, IndexError, ValueError, TypeError) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}", "model": settings["model"]}
-    cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", text) if 1 <= int(n) <= len(hits)})
-    return {
-        "model": settings["model"],
-        "answer": text,
-        "citations": [{"n": n, "source": hits[n - 1].source, "start": hits[n - 1].start, "end": hits[n - 1].end} for n in cited],
-    }
+    text = " ".join(c.text for c in citations) if citations else NOT_COVERED
+    generated = generate_answer(question, hits, llm) if llm is not None else None
+    return Answer(question, text, citations, bool(citations), hits, generated)

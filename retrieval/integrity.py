@@ -26,14 +26,14 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .errors import StorageError, StorageFullError, StoreDamagedError
 
-if TYPE_CHECKING:
-    from .notebook import Notebook
+from .store import Store
+from .vectors import VectorIndex
 
 DB_NAME = "notes.sqlite"
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
@@ -172,15 +172,16 @@ class CheckReport:
                 "seconds": round(self.seconds, 3)}
 
 
-def full_check(nb: "Notebook", limit: int = 20) -> CheckReport:
-    """Every check of the module docstring; at most ``limit`` problems are listed."""
+def full_check(store: Store, index: Callable[[], VectorIndex], limit: int = 20) -> CheckReport:
+    """Every check of the module docstring on ``store`` and the index ``index()``
+    loads; at most ``limit`` problems are listed."""
     started = time.perf_counter()
     report = CheckReport()
     steps = [("SQLite integrity_check", _sqlite_check), ("full-text index", _fts_check), ("documents and chunks", _rows_check),
              ("vector index", _index_check)]
     for name, step in steps:
         try:
-            step(nb, report)
+            step(store, index, report)
         except (sqlite3.DatabaseError, OSError, StorageError) as exc:
             report.problems.append(f"{name}: {exc}")
     if len(report.problems) > limit:
@@ -189,22 +190,22 @@ def full_check(nb: "Notebook", limit: int = 20) -> CheckReport:
     return report
 
 
-def _sqlite_check(nb: "Notebook", report: CheckReport) -> None:
-    found = [r[0] for r in nb.store.db.execute("PRAGMA integrity_check(20)")]
+def _sqlite_check(store: Store, index: Callable[[], VectorIndex], report: CheckReport) -> None:
+    found = [r[0] for r in store.db.execute("PRAGMA integrity_check(20)")]
     if found != ["ok"]:
         report.problems += [f"SQLite: {line}" for line in found]
 
 
-def _fts_check(nb: "Notebook", report: CheckReport) -> None:
+def _fts_check(store: Store, index: Callable[[], VectorIndex], report: CheckReport) -> None:
     try:
-        nb.store.db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES('integrity-check', 1)")
+        store.db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES('integrity-check', 1)")
     except sqlite3.DatabaseError as exc:
         report.problems.append(f"full-text index does not match the chunks: {exc}")
 
 
-def _rows_check(nb: "Notebook", report: CheckReport) -> None:
-    db = nb.store.db
-    recorded = nb.store.get_meta("embedding") or {}
+def _rows_check(store: Store, index: Callable[[], VectorIndex], report: CheckReport) -> None:
+    db = store.db
+    recorded = store.get_meta("embedding") or {}
     width = 4 * int(recorded.get("dim", 0))
     texts: dict[int, str | None] = {}
     for doc_id, source, text, content_hash in db.execute("SELECT id, source, text, content_hash FROM documents"):
@@ -226,10 +227,10 @@ def _rows_check(nb: "Notebook", report: CheckReport) -> None:
             report.problems.append(f"chunk {cid}: vector holds non-finite numbers")
 
 
-def _index_check(nb: "Notebook", report: CheckReport) -> None:
-    index = nb.index()
-    ids = {r[0] for r in nb.store.db.execute("SELECT id FROM chunks")}
-    if index.count != len(ids):
-        report.problems.append(f"vector index holds {index.count} vectors for {len(ids)} chunks")
-    elif index.kind == "flat" and set(index.ids()) != ids:
+def _index_check(store: Store, index: Callable[[], VectorIndex], report: CheckReport) -> None:
+    loaded = index()
+    ids = {r[0] for r in store.db.execute("SELECT id FROM chunks")}
+    if loaded.count != len(ids):
+        report.problems.append(f"vector index holds {loaded.count} vectors for {len(ids)} chunks")
+    elif loaded.kind == "flat" and set(loaded.ids()) != ids:
         report.problems.append("vector index ids differ from the chunks' ids")

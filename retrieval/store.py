@@ -6,19 +6,22 @@ commits; every change to a document and its chunks is one transaction.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .errors import DocumentNotFoundError
+from .records import (LEGACY_COLLECTION, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord,
+                      DocumentSummary, Known, StoredChunk, chunk_id, document_id, source_name, stable_id)
+
+__all__ = ["LEGACY_COLLECTION", "ChunkRecord", "Collection", "DocumentRecord", "Known", "Store", "chunk_id",
+           "document_id", "source_name", "stable_id"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents(
@@ -63,85 +66,11 @@ CREATE TABLE IF NOT EXISTS collections(name TEXT PRIMARY KEY, root TEXT UNIQUE, 
 # Created after the migration, which adds the columns they index.
 INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);"
 SCHEMA_VERSION = 2
-LEGACY_COLLECTION = ""  # documents stored before collections existed keep their bare sources
 # In a large collection a word found in more than COMMON_SHARE of the chunks adds
 # little to BM25 but makes FTS5 score most of the table: it is left out of the
 # query when rarer words remain (100k chunks: lexical p99 54 -> ~13 ms).
 COMMON_MIN_CHUNKS = 20_000
 COMMON_SHARE = 0.05
-
-
-def stable_id(*parts: object) -> int:
-    """A positive 53-bit id derived from its parts: fits FAISS's int64 and stays
-    exact in JSON for JavaScript clients (2**53)."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 11
-
-
-def source_name(collection: str, path: str) -> str:
-    """The unique, human-readable name of a document: ``collection/path``."""
-    return path if collection == LEGACY_COLLECTION else f"{collection}/{path}"
-
-
-def document_id(source: str) -> int:
-    return stable_id("doc", source)
-
-
-def chunk_id(source: str, content_hash: str, start: int, end: int) -> int:
-    return stable_id("chunk", source, content_hash, start, end)
-
-
-@dataclass
-class DocumentRecord:
-    source: str
-    title: str
-    kind: str
-    text: str
-    content_hash: str
-    mtime: float | None = None
-    size: int | None = None
-    tags: list[str] = field(default_factory=list)
-    chunker: str = ""
-    collection: str = LEGACY_COLLECTION
-    path: str = ""  # inside the collection; empty means the source itself
-    stamp: str | None = None  # file identity at ingest (see ingest.pipeline.file_stamp)
-
-    @property
-    def id(self) -> int:
-        return document_id(self.source)
-
-
-@dataclass(frozen=True)
-class Collection:
-    """A named set of documents: a folder (``root``, absolute) or API uploads (``root`` None)."""
-
-    name: str
-    root: str | None
-
-
-class Known(NamedTuple):
-    """What ingest needs to know of a stored document to decide whether to re-read it."""
-
-    source: str
-    collection: str
-    path: str
-    mtime: float | None
-    size: int | None
-    stamp: str | None
-    content_hash: str
-    chunker: str
-
-
-@dataclass
-class ChunkRecord:
-    id: int
-    idx: int
-    start: int
-    end: int
-    token_count: int
-    headings: list[str]
-    text: str
-    vector: np.ndarray
 
 
 class Store:
@@ -283,42 +212,29 @@ class Store:
     def collections(self) -> dict[str, Collection]:
         return {r[0]: Collection(r[0], r[1]) for r in self.db.execute("SELECT name, root FROM collections")}
 
-    def document(self, doc_id: int, *, with_text: bool = True) -> dict[str, Any]:
-        cols = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path" + (", text" if with_text else "")
+    def document(self, doc_id: int, *, with_text: bool = True) -> DocumentInfo:
+        """The document (a ``Document``, with its text, unless ``with_text`` is false)."""
+        cols = _DOC_COLUMNS + (", text" if with_text else "")
         row = self.db.execute(f"SELECT {cols} FROM documents WHERE id=?", (doc_id,)).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
-        return self._doc_dict(row, with_text)
+        return Document(*_doc_fields(row[:12]), row[12]) if with_text else DocumentInfo(*_doc_fields(row))
 
-    def document_by_source(self, source: str) -> dict[str, Any] | None:
+    def document_by_source(self, source: str) -> DocumentInfo | None:
         row = self.db.execute("SELECT id FROM documents WHERE source=?", (source,)).fetchone()
         return self.document(row[0]) if row else None
 
-    def documents(self, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+    def documents(self, *, limit: int = 1000, offset: int = 0) -> list[DocumentSummary]:
         rows = self.db.execute(
-            "SELECT d.id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path, "
-            "(SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d ORDER BY source LIMIT ? OFFSET ?",
+            f"SELECT {_DOC_COLUMNS}, (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d "
+            "ORDER BY source LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
-        out = []
-        for row in rows:
-            doc = self._doc_dict(row[:12], False)
-            doc["chunks"] = row[12]
-            out.append(doc)
-        return out
+        return [DocumentSummary(*_doc_fields(row[:12]), row[12]) for row in rows]
 
-    @staticmethod
-    def _doc_dict(row: Sequence[Any], with_text: bool) -> dict[str, Any]:
-        keys = ["id", "source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at", "collection", "path"]
-        doc = dict(zip(keys, row))
-        doc["tags"] = json.loads(doc["tags"])
-        if with_text:
-            doc["text"] = row[12]
-        return doc
-
-    def chunks(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
         ids = list(ids)
-        out: dict[int, dict[str, Any]] = {}
+        out: dict[int, StoredChunk] = {}
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             marks = ",".join("?" * len(part))
@@ -327,11 +243,7 @@ class Store:
                 f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
                 part,
             ):
-                out[row[0]] = {
-                    "chunk_id": row[0], "doc_id": row[1], "source": row[2], "title": row[3], "index": row[4],
-                    "start": row[5], "end": row[6], "token_count": row[7], "headings": json.loads(row[8]),
-                    "text": row[9], "tags": json.loads(row[10]),
-                }
+                out[row[0]] = StoredChunk(*row[:8], json.loads(row[8]), row[9], json.loads(row[10]))
         return out
 
     def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -391,12 +303,24 @@ class Store:
             self._df.update({s: found.get(s, 0) for s in missing})
         return {t for t, stem in stems.items() if self._df[stem] > COMMON_SHARE * total}
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> Counts:
         db = self.db
-        return {
-            "documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
-            "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
-        }
+        return Counts(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+                      db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file (before moving the file)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+_DOC_COLUMNS = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path"
+
+
+def _doc_fields(row: Sequence[Any]) -> list[Any]:
+    """The ``DocumentInfo`` fields of a row of ``_DOC_COLUMNS`` (tags stored as JSON)."""
+    values = list(row)
+    values[8] = json.loads(values[8])
+    return values
 
 
 @functools.lru_cache(maxsize=1)

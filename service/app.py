@@ -34,7 +34,7 @@ from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Deleted, Document, DocumentAdded, DocumentList,
                      DocumentSummary, DocumentUpload, Health, Hit, PromptRequest, PromptResponse, SearchRequest,
                      SearchResponse, TextDocument, declared_body, decode, errors)
-from .settings import configure_runtime, load_limits
+from .settings import configure_runtime, load_limits, notebook_options
 
 PUBLIC_PATHS = {"/health"}
 MULTIPART_PARTS = 64  # fields and files in one multipart body (/score takes 32 images and a prompt)
@@ -135,8 +135,8 @@ async def health(request: Request) -> Health:
     if not authorised(request):
         return Health(status="ok")
     nb, _ = _state(request)
-    counts = await anyio.to_thread.run_sync(nb.store.counts)
-    return Health(status="ok", documents=counts["documents"], chunks=counts["chunks"])
+    counts = await anyio.to_thread.run_sync(nb.counts)
+    return Health(status="ok", documents=counts.documents, chunks=counts.chunks)
 
 
 @post("/documents", operation_class=declared_body(json=TextDocument, multipart=DocumentUpload),
@@ -155,9 +155,9 @@ async def add_document(request: Request) -> DocumentAdded:
     prepared = await anyio.to_thread.run_sync(prepare, limiter=state.parse_limiter)
     doc_id, status = await anyio.to_thread.run_sync(lambda: ingestor.ingest_prepared(prepared, sub.source, sub.collection),
                                                     limiter=state.store_limiter)
-    doc = await anyio.to_thread.run_sync(lambda: nb.store.document(doc_id, with_text=False))
-    chunks = await anyio.to_thread.run_sync(lambda: nb.store.documents_chunk_count(doc_id))
-    return DocumentAdded(id=doc_id, status=status, source=doc["source"], title=doc["title"], kind=doc["kind"], chunks=chunks)
+    doc = await anyio.to_thread.run_sync(lambda: nb.backend.document(doc_id, with_text=False))
+    chunks = await anyio.to_thread.run_sync(lambda: nb.chunk_count(doc_id))
+    return DocumentAdded(id=doc_id, status=status, source=doc.source, title=doc.title, kind=doc.kind, chunks=chunks)
 
 
 async def _submission(request: Request) -> Submission:
@@ -216,9 +216,9 @@ DocId = Annotated[int, PathParameter(ge=0, le=MAX_ID, description="a document id
 @get("/documents", sync_to_thread=True, responses=errors(400, 503))
 def list_documents(request: Request, limit: PageSize = 100, offset: Offset = 0) -> DocumentList:
     nb, _ = _state(request)
-    counts = nb.store.counts()
+    counts = nb.counts()
     docs = msgspec.convert(nb.documents(limit=limit, offset=offset), list[DocumentSummary])
-    return DocumentList(documents=docs, total=counts["documents"], chunks=counts["chunks"])
+    return DocumentList(documents=docs, total=counts.documents, chunks=counts.chunks)
 
 
 @get("/documents/{doc_id:int}", sync_to_thread=True, responses=errors(400, 404, 503))
@@ -231,7 +231,7 @@ def get_document(request: Request, doc_id: DocId) -> Document:
 def delete_document(request: Request, doc_id: DocId) -> Deleted:
     nb, _ = _state(request)
     doc = nb.delete(doc_id)
-    return Deleted(deleted=doc["id"], source=doc["source"])
+    return Deleted(deleted=doc.id, source=doc.source)
 
 
 @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
@@ -239,7 +239,7 @@ def search(request: Request, data: JSONBody[SearchRequest]) -> SearchResponse:
     nb, _ = _state(request)
     filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
     hits = nb.search(data.query, k=data.k, filters=filters, mode=data.mode)
-    return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert([h.to_dict() for h in hits], list[Hit]))
+    return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert(hits, list[Hit]))
 
 
 @post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
@@ -291,10 +291,9 @@ def check_config(config: ServiceConfig) -> None:
 
 async def _load(app: Litestar, config: ServiceConfig, chunking: ChunkSettings, warm: bool) -> None:
     def load() -> tuple[Notebook, Ingestor]:
-        nb = Notebook(config.data_dir)
-        if warm:  # load the model and the index now, not on the first request
-            nb.embed(["warm up"])
-            nb.index()
+        nb = Notebook(config.data_dir, **notebook_options())
+        if warm:
+            nb.warm()
         return nb, Ingestor(nb, chunking, limits=config.limits)
 
     app.state.notebook, app.state.ingestor = await anyio.to_thread.run_sync(load)
@@ -326,7 +325,7 @@ def create_app(config: ServiceConfig | None = None, *, warm: bool = True) -> Lit
             try:
                 yield
             finally:
-                app.state.notebook.store.close()
+                app.state.notebook.close()
         finally:
             await anyio.to_thread.run_sync(workers.close)
 

@@ -19,7 +19,9 @@ def _print_json(value: Any) -> None:
 def _notebook(args):
     from retrieval import Notebook
 
-    return Notebook(args.data)
+    from .settings import data_dir, notebook_options
+
+    return Notebook(data_dir(args.data), **notebook_options())
 
 
 def _chunking(args):
@@ -126,7 +128,10 @@ def cmd_status(args) -> int:
 def cmd_repair(args) -> int:
     from ingest.repair import repair
 
-    report = repair(args.data, force=args.force)
+    from .settings import data_dir, notebook_options
+
+    report = repair(data_dir(args.data), force=args.force,
+                    default_embedding_model=notebook_options()["default_embedding_model"])
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -236,8 +241,9 @@ def cmd_serve(args) -> int:
     from retrieval.integrity import check_at_open
 
     from .connections import timed_protocol
+    from .settings import data_dir
 
-    check_at_open(resolve_data_dir(args.data))  # a damaged store is one line here, not a traceback from the lifespan
+    check_at_open(resolve_data_dir(data_dir(args.data)))  # a damaged store is one line here, not a traceback from the lifespan
     config = ServiceConfig.from_env(data_dir=args.data)
     protocol = timed_protocol(config.header_seconds, config.body_seconds)
     app = create_app(config)
@@ -385,10 +391,12 @@ def _raw_storage_errors() -> tuple[type[BaseException], ...]:
 def _storage_message(exc: BaseException, args) -> str:
     """A StorageError's own line; a raw SQLite or OS error that means damage or a
     full disk, translated; anything else is not a storage fault and goes on up."""
+    from retrieval import resolve_data_dir
     from retrieval.integrity import translate
-    from retrieval.notebook import resolve_data_dir
 
-    mapped = translate(exc, resolve_data_dir(args.data))
+    from .settings import data_dir
+
+    mapped = translate(exc, resolve_data_dir(data_dir(args.data)))
     if mapped is None:
         raise exc
     return str(mapped)

@@ -36,7 +36,9 @@ def rag_demo(data_dir: Path) -> None:
     from ingest import Ingestor
     from retrieval import Notebook
 
-    nb = Notebook(data_dir)
+    from .settings import notebook_options
+
+    nb = Notebook(data_dir, **notebook_options())
     report = Ingestor(nb, progress=True).ingest_paths([NOTES])
     print(f"\n# Ingested {NOTES} into {data_dir}: {report.summary()}")
     status = nb.status()

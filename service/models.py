@@ -24,9 +24,9 @@ from msgspec import Meta, Struct
 
 from imagegen import CONTENT_TOKENS, MAX_IMAGES, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from ingest.sources import MAX_COLLECTION_CHARS, MAX_SOURCE_CHARS
-from retrieval.notebook import MAX_FILTER_CHARS, MAX_FILTER_TAGS, MAX_K
+from retrieval.search import MAX_FILTER_CHARS, MAX_FILTER_TAGS, MAX_K
 
-MAX_ID = 2**53 - 1  # document ids are 53-bit (retrieval.store.stable_id)
+MAX_ID = 2**53 - 1  # document ids are 53-bit (retrieval.records.stable_id)
 MAX_OFFSET = 2**31 - 1
 MAX_QUERY_CHARS = 10_000
 MAX_IDEA_CHARS = 4000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields, replace
-from typing import Mapping
+from typing import Any, Mapping
 
 from ingest.loaders import DEFAULT_LIMITS, LoadLimits
 
@@ -88,3 +88,18 @@ def configure_runtime(environ: Mapping[str, str] = os.environ) -> None:
     runtime.configure(threads=threads, cache_dir=environ.get("NOTELOOM_CACHE") or None)
     if environ is os.environ and "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def data_dir(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The data folder: ``--data``, else ``NOTELOOM_DATA`` (None: the library's ``.noteloom``)."""
+    return explicit or environ.get("NOTELOOM_DATA") or None
+
+
+def notebook_options(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """``Notebook`` parameters from ``NOTELOOM_EMBEDDING_MODEL`` and ``NOTELOOM_LLM_URL`` / ``_MODEL`` / ``_KEY``."""
+    from retrieval import DEFAULT_EMBEDDING_MODEL, LLMConfig
+    from retrieval.chat import DEFAULT_LLM_MODEL
+
+    url = environ.get("NOTELOOM_LLM_URL")
+    llm = LLMConfig(url, environ.get("NOTELOOM_LLM_MODEL", DEFAULT_LLM_MODEL), environ.get("NOTELOOM_LLM_KEY", "")) if url else None
+    return {"default_embedding_model": environ.get("NOTELOOM_EMBEDDING_MODEL", DEFAULT_EMBEDDING_MODEL), "llm": llm}

@@ -1,0 +1,124 @@
+"""Search over a ``Backend``: dense, lexical or hybrid (reciprocal rank fusion),
+with filters, returning ``Hit`` records whose offsets index their document."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .backend import Backend, Ranking
+from .errors import RetrievalError
+from .records import Filter, Hit
+
+SEARCH_MODES = ("hybrid", "dense", "lexical")
+MAX_K = 100
+MAX_QUERY_CHARS = 10_000
+MAX_FILTER_TAGS = 64  # tags in one search filter (each one a SQL condition)
+MAX_FILTER_CHARS = 1024  # a tag or a source prefix
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
+FILTER_KEYS = ("source_prefix", "tags")
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+
+class Searcher:
+    """Ranks chunks for a query: ``backend`` holds them, ``embed`` turns the query into a vector."""
+
+    def __init__(self, backend: Backend, embed: Embed) -> None:
+        self.backend = backend
+        self.embed = embed
+
+    def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | Filter | None = None,
+               mode: str = "hybrid") -> list[Hit]:
+        query = check_query(query, "query")
+        k = check_k(k)
+        if mode not in SEARCH_MODES:
+            raise RetrievalError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+        where = filters if isinstance(filters, Filter) else parse_filters(filters)
+        candidates = max(k * 4, 20)
+        dense: Ranking = []
+        lexical: Ranking = []
+        pending = None
+        if mode == "hybrid":  # BM25 and the query embedding both release the GIL: run them side by side
+            pending = _lexical_pool().submit(self.backend.lexical_search, query, candidates, where)
+        if mode in ("hybrid", "dense"):
+            dense = self.backend.vector_search(self.embed([query])[0], candidates, where)
+        if pending is not None:
+            lexical = pending.result()
+        elif mode == "lexical":
+            lexical = self.backend.lexical_search(query, candidates, where)
+        if mode == "dense":
+            ranked = dense
+        elif mode == "lexical":
+            ranked = lexical
+        else:
+            ranked = fuse([dense, lexical])
+        return self._hits(ranked, k, dict(dense), dict(lexical))
+
+    def _hits(self, ranked: Ranking, k: int, dense: dict[int, float], lexical: dict[int, float]) -> list[Hit]:
+        rows = self.backend.chunks(cid for cid, _ in ranked[: k * 2])
+        hits = []
+        for cid, score in ranked:
+            row = rows.get(cid)
+            if row is None:
+                continue  # deleted since the index was built
+            hits.append(Hit(cid, row.doc_id, row.source, row.title, row.start, row.end, row.text, score, row.headings,
+                            dense.get(cid), lexical.get(cid)))
+            if len(hits) == k:
+                break
+        return hits
+
+
+def parse_filters(filters: Mapping[str, Any] | None) -> Filter | None:
+    """A ``Filter`` from ``{"source_prefix": str, "tags": [str, ...]}``, checked."""
+    if not filters:
+        return None
+    unknown = set(filters) - set(FILTER_KEYS)
+    if unknown:
+        raise RetrievalError(f"unknown filter {sorted(unknown)[0]!r}; filters are {', '.join(FILTER_KEYS)}")
+    prefix = filters.get("source_prefix")
+    tags = filters.get("tags") or []
+    if prefix is not None and not isinstance(prefix, str):
+        raise RetrievalError(f"filter source_prefix must be a string, got {type(prefix).__name__}")
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise RetrievalError(f"filter tags must be a list of strings, got {type(tags).__name__}")
+    if len(tags) > MAX_FILTER_TAGS:
+        raise RetrievalError(f"filter tags has {len(tags)} entries; the limit is {MAX_FILTER_TAGS}")
+    longest = max([prefix or "", *tags], key=len)
+    if len(longest) > MAX_FILTER_CHARS:
+        raise RetrievalError(f"a filter value is {len(longest)} characters; the limit is {MAX_FILTER_CHARS}")
+    return Filter(prefix or None, tuple(tags))
+
+
+def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each list adds ``1 / (k + rank)`` per id."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (cid, _score) in enumerate(ranking, start=1):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def check_query(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise RetrievalError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise RetrievalError(f"{name} must not be empty")
+    if len(value) > MAX_QUERY_CHARS:
+        raise RetrievalError(f"{name} is {len(value)} characters; the limit is {MAX_QUERY_CHARS}")
+    return value.strip()
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise RetrievalError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+@functools.lru_cache(maxsize=1)
+def _lexical_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="noteloom-lexical")
