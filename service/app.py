@@ -36,7 +36,7 @@ from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Deleted, Document, DocumentAdded, DocumentList,
                      DocumentSummary, DocumentUpload, Health, Hit, PromptRequest, PromptResponse, SearchRequest,
                      SearchResponse, TextDocument, declared_body, decode, errors)
-from .services import DEPENDENCIES, ServiceConfig, check_config
+from .services import DEPENDENCIES, Injected, ServiceConfig, check_config
 from .settings import Settings, load_settings
 
 __all__ = ["ServiceConfig", "create_app"]
@@ -100,7 +100,7 @@ def api_key_guard(api_key: str | None):
 
 
 @get("/health", responses=errors(503, public=True))
-async def health(request: Request, config: ServiceConfig, notebook: Notebook) -> Health:
+async def health(request: Request, config: Injected[ServiceConfig], notebook: Injected[Notebook]) -> Health:
     """Liveness. Document and chunk counts only for a caller with the API key."""
     if not authorised(request, config.api_key):
         return Health(status="ok")
@@ -110,8 +110,10 @@ async def health(request: Request, config: ServiceConfig, notebook: Notebook) ->
 
 @post("/documents", operation_class=declared_body(json=TextDocument, multipart=DocumentUpload),
       responses=errors(400, 409, 413, 415, 422, 429, 503, 507))
-async def add_document(request: Request, config: ServiceConfig, notebook: Notebook, ingestor: Ingestor, workers: Workers,
-                       parse_limiter: anyio.CapacityLimiter, store_limiter: anyio.CapacityLimiter) -> DocumentAdded:
+async def add_document(request: Request, config: Injected[ServiceConfig], notebook: Injected[Notebook],
+                       ingestor: Injected[Ingestor], workers: Injected[Workers],
+                       parse_limiter: Injected[anyio.CapacityLimiter],
+                       store_limiter: Injected[anyio.CapacityLimiter]) -> DocumentAdded:
     """Add or replace a note: multipart upload (field ``file``, optional ``source``
     and ``collection``) or JSON ``{"text", "source", "kind", "collection"}``.
     Server-side paths are never read."""
@@ -181,37 +183,38 @@ DocId = Annotated[int, PathParameter(ge=0, le=MAX_ID, description="a document id
 
 
 @get("/documents", sync_to_thread=True, responses=errors(400, 503))
-def list_documents(notebook: Notebook, limit: PageSize = 100, offset: Offset = 0) -> DocumentList:
+def list_documents(notebook: Injected[Notebook], limit: PageSize = 100, offset: Offset = 0) -> DocumentList:
     counts = notebook.store.counts()
     docs = msgspec.convert(notebook.documents(limit=limit, offset=offset), list[DocumentSummary])
     return DocumentList(documents=docs, total=counts["documents"], chunks=counts["chunks"])
 
 
 @get("/documents/{doc_id:int}", sync_to_thread=True, responses=errors(400, 404, 503))
-def get_document(notebook: Notebook, doc_id: DocId) -> Document:
+def get_document(notebook: Injected[Notebook], doc_id: DocId) -> Document:
     return msgspec.convert(notebook.document(doc_id), Document)
 
 
 @delete("/documents/{doc_id:int}", status_code=200, sync_to_thread=True, responses=errors(400, 404, 409, 429, 503, 507))
-def delete_document(notebook: Notebook, doc_id: DocId) -> Deleted:
+def delete_document(notebook: Injected[Notebook], doc_id: DocId) -> Deleted:
     doc = notebook.delete(doc_id)
     return Deleted(deleted=doc["id"], source=doc["source"])
 
 
 @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
-def search(notebook: Notebook, data: JSONBody[SearchRequest]) -> SearchResponse:
+def search(notebook: Injected[Notebook], data: JSONBody[SearchRequest]) -> SearchResponse:
     filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
     hits = notebook.search(data.query, k=data.k, filters=filters, mode=data.mode)
     return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert([h.to_dict() for h in hits], list[Hit]))
 
 
 @post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
-def ask(notebook: Notebook, llm: dict[str, str], data: JSONBody[AskRequest]) -> AnswerResponse:
+def ask(notebook: Injected[Notebook], llm: Injected[dict[str, str]], data: JSONBody[AskRequest]) -> AnswerResponse:
     return msgspec.convert(notebook.ask(data.question, k=data.k, llm=llm).to_dict(), AnswerResponse)
 
 
 @post("/prompts", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
-def build_prompt(notebook: Notebook, prompt_builder: PromptBuilder, data: JSONBody[PromptRequest]) -> PromptResponse:
+def build_prompt(notebook: Injected[Notebook], prompt_builder: Injected[PromptBuilder],
+                 data: JSONBody[PromptRequest]) -> PromptResponse:
     """A positive and a negative prompt that fit CLIP's 75 content tokens, with what was dropped."""
     builder = PromptBuilder(notebook, added_tokens=data.tokens) if data.tokens else prompt_builder
     result = builder.build(data.idea, style=data.style, k=data.k, budget=data.budget, negative=data.negative, long=data.long)

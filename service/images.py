@@ -24,6 +24,7 @@ from .imagefile import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image  # noqa: F4
 from .jobs import Job, Jobs
 from .models import (MAX_IDEA_CHARS, MAX_SCORE_IMAGES, Error, GenerateBody, Generated, GenerateUpload, Generation, GeneratedImage, JobAccepted,
                      JobCancel, JobStatus, ScoreResponse, ScoreUpload, declared_body, decode, errors, short_repr)
+from .services import Injected
 from .wiring import Lazy
 
 
@@ -90,8 +91,8 @@ def run_generation(backend: DiffusersBackend, scorer: Lazy[ClipScorer], gallery:
 @post("/generate", status_code=200, operation_class=declared_body(json=GenerateBody, multipart=GenerateUpload),
       responses={202: ResponseSpec(JobAccepted, description="accepted: poll the job", generate_examples=False),
                  **errors(400, 409, 413, 415, 429, 503)})
-async def generate(request: Request, prompt_builder: PromptBuilder, backend: Lazy[DiffusersBackend], scorer: Lazy[ClipScorer],
-                   jobs: Jobs, gallery: Path) -> Generated:
+async def generate(request: Request, prompt_builder: Injected[PromptBuilder], backend: Injected[Lazy[DiffusersBackend]],
+                   scorer: Injected[Lazy[ClipScorer]], jobs: Injected[Jobs], gallery: Injected[Path]) -> Generated:
     """Generate images (best CLIP score first). ``wait: false`` answers 202 with a
     job id; GET /jobs/{id} reports steps done, DELETE /jobs/{id} cancels."""
     content_type = request.content_type[0]
@@ -134,7 +135,7 @@ JobId = Annotated[str, PathParameter(max_length=64, description="a job id from P
 
 
 @get("/jobs/{job_id:str}", responses=errors(400, 404))
-async def job_status(jobs: Jobs, job_id: JobId) -> JobStatus:
+async def job_status(jobs: Injected[Jobs], job_id: JobId) -> JobStatus:
     try:
         return msgspec.convert(msgspec.to_builtins(jobs.get(job_id).to_dict()), JobStatus)
     except LookupError as exc:  # service.jobs: no such job
@@ -142,7 +143,7 @@ async def job_status(jobs: Jobs, job_id: JobId) -> JobStatus:
 
 
 @delete("/jobs/{job_id:str}", status_code=202, responses=errors(400, 404))
-async def cancel_job(jobs: Jobs, job_id: JobId) -> JobCancel:
+async def cancel_job(jobs: Injected[Jobs], job_id: JobId) -> JobCancel:
     try:
         job = jobs.get(job_id)
     except LookupError as exc:
@@ -152,7 +153,7 @@ async def cancel_job(jobs: Jobs, job_id: JobId) -> JobCancel:
 
 
 @get("/images/{path:path}", media_type="image/png", responses=errors(400, 404))
-async def image_file(gallery: Path, path: Annotated[str, PathParameter(max_length=1024)]) -> File:
+async def image_file(gallery: Injected[Path], path: Annotated[str, PathParameter(max_length=1024)]) -> File:
     folder = gallery.resolve()
     try:
         target = (folder / path.lstrip("/")).resolve()
@@ -166,7 +167,7 @@ async def image_file(gallery: Path, path: Annotated[str, PathParameter(max_lengt
 
 @post("/score", status_code=200, operation_class=declared_body(multipart=ScoreUpload),
       responses=errors(400, 413, 415, 429, 503))
-async def score(request: Request, scorer: Lazy[ClipScorer]) -> ScoreResponse:
+async def score(request: Request, scorer: Injected[Lazy[ClipScorer]]) -> ScoreResponse:
     """Multipart: one to 32 ``images`` files and a ``prompt`` field."""
     if request.content_type[0] != "multipart/form-data":
         raise HTTPException(status_code=415, detail="send multipart/form-data with 'images' files and a 'prompt' field")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import SkipValidation
 
 from imagegen import PromptBuilder
 from imagegen.generate import DiffusersBackend
@@ -27,6 +28,12 @@ from .jobs import Jobs
 from .settings import Settings
 
 DEFAULTS = Settings()
+T = TypeVar("T")
+
+Injected = NamedDependency[SkipValidation[T]]
+"""A handler parameter filled from ``DEPENDENCIES`` by name. These are the app's own
+objects, so they are not checked against the type: a stand-in or another storage
+backend with the same methods fits."""
 
 
 @dataclass
