@@ -18,7 +18,7 @@ refusal is a 503 in the service's error shape, ``{"status_code": 503, "error":
 queue ahead of it should have drained, at least 1). A request that a guard would
 refuse (a missing API key) takes no slot.
 
-Defaults (``default_limits``) are sized to the cores; ``NOTELOOM_ADMISSION``
+Defaults (``service.capacity.default_limits``) are sized to the cores; ``NOTELOOM_ADMISSION``
 overrides single classes, e.g. ``ask=1/4/2,search=4/16/0.2`` (running/queued/
 wait seconds). A slot is held from admission until the response is sent; a
 generation with ``wait: false`` holds it only until its job is queued.

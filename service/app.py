@@ -16,7 +16,6 @@ import anyio
 import msgspec
 from litestar import Litestar, Request, delete, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
 from litestar.datastructures import UploadFile
 from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
@@ -231,6 +230,7 @@ def create_app(config: ServiceConfig | None = None, *, settings: Settings | None
     from .errors import EXCEPTION_HANDLERS
 
     settings = settings or load_settings()
+    wiring.configure_runtime(settings)  # before the lifespan loads torch
     config = config or ServiceConfig.from_settings(settings)
     check_config(config)
     chunking = config.chunking or ChunkSettings.of()
@@ -251,10 +251,9 @@ def create_app(config: ServiceConfig | None = None, *, settings: Settings | None
             await anyio.to_thread.run_sync(workers.close)
 
     guard = api_key_guard(config.api_key)
-    llm = wiring.llm_endpoint(settings)
     return Litestar(
         route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES],
-        dependencies={**DEPENDENCIES, "llm": Provide(lambda: llm, sync_to_thread=False)},
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         guards=[guard],
         exception_handlers={**EXCEPTION_HANDLERS, WriteLockTimeoutError: write_lock_busy(config.write_lock_seconds)},

@@ -92,6 +92,7 @@ class Services:
     gallery: Path
     backend: wiring.Lazy[DiffusersBackend]  # loads on first use: the service works without SD weights
     scorer: wiring.Lazy[ClipScorer]  # loads on first use: the service works without CLIP weights
+    llm: dict[str, str]  # the chat endpoint for generated answers ({}: none)
 
 
 async def start(config: ServiceConfig, settings: Settings, chunking: ChunkSettings, workers: Workers, notebook: Notebook | None,
@@ -117,6 +118,7 @@ async def start(config: ServiceConfig, settings: Settings, chunking: ChunkSettin
         workers=workers, parse_limiter=anyio.CapacityLimiter(config.ingest_workers), store_limiter=anyio.CapacityLimiter(1),
         jobs=Jobs(max_running=config.max_generations), gallery=gallery,
         backend=wiring.Lazy(lambda: wiring.diffusers_backend(settings, gallery)), scorer=wiring.Lazy(lambda: wiring.clip_scorer(settings)),
+        llm=wiring.llm_endpoint(settings),
     )
 
 
