@@ -38,13 +38,14 @@ class ChunkSettings:
 
     method: str = DEFAULT_CHUNKING["method"]
     params: tuple[tuple[str, Any], ...] = (("max_tokens", DEFAULT_CHUNKING["max_tokens"]), ("overlap", DEFAULT_CHUNKING["overlap"]))
+    threads: int | None = None  # threads encoding one long text: speed only, so not part of ``key``
 
     @classmethod
-    def of(cls, method: str | None = None, **params: Any) -> "ChunkSettings":
+    def of(cls, method: str | None = None, *, threads: int | None = None, **params: Any) -> "ChunkSettings":
         if method is None:
             method = DEFAULT_CHUNKING["method"]
             params = {"max_tokens": DEFAULT_CHUNKING["max_tokens"], "overlap": DEFAULT_CHUNKING["overlap"], **params}
-        settings = cls(method, tuple(sorted(params.items())))
+        settings = cls(method, tuple(sorted(params.items())), threads)
         settings.chunker()  # validate now: unknown names and bad values fail before any work
         return settings
 
@@ -58,7 +59,8 @@ class ChunkSettings:
 
 @functools.lru_cache(maxsize=8)
 def _chunker(settings: ChunkSettings) -> chunkers.Chunker:
-    return chunkers.get(settings.method, **dict(settings.params))
+    threads = {} if settings.threads is None else {"threads": settings.threads}
+    return chunkers.get(settings.method, **dict(settings.params), **threads)
 
 
 @dataclass

@@ -18,7 +18,7 @@ refusal is a 503 in the service's error shape, ``{"status_code": 503, "error":
 queue ahead of it should have drained, at least 1). A request that a guard would
 refuse (a missing API key) takes no slot.
 
-Defaults (``default_limits``) are sized to the cores; ``NOTELOOM_ADMISSION``
+Defaults (``service.capacity.default_limits``) are sized to the cores; ``NOTELOOM_ADMISSION``
 overrides single classes, e.g. ``ask=1/4/2,search=4/16/0.2`` (running/queued/
 wait seconds). A slot is held from admission until the response is sent; a
 generation with ``wait: false`` holds it only until its job is queued.
@@ -29,11 +29,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import os
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import msgspec
@@ -43,6 +41,8 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from retrieval.errors import WriteLockTimeoutError
+
+from .capacity import Limit, default_limits, parse_limits  # noqa: F401  (re-exported: the limits live beside the settings)
 
 ROUTE_CLASSES: dict[tuple[str, str], str] = {
     ("POST", "/ask"): "ask",
@@ -68,56 +68,6 @@ _PARAMETER = re.compile(r"\{[^}]*\}")
 
 class OverloadedError(RuntimeError):
     """A route class has no free slot and no room in its queue."""
-
-
-@dataclass(frozen=True)
-class Limit:
-    running: int  # requests of the class in flight at once
-    queued: int  # requests waiting for a slot; more are refused at once
-    wait: float  # the longest wait for a slot, seconds
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.running <= 1024 or not 0 <= self.queued <= 10_000 or not 0 < self.wait <= 3600:
-            raise ValueError(f"admission limit needs running 1..1024, queued 0..10000 and wait in (0, 3600] seconds, got {self}")
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def default_limits(count: int | None = None) -> dict[str, Limit]:
-    """Per class: in flight as many as the cores for searches and writes; half as
-    many for ``/ask``, whose sentence embeddings already use every core (more at
-    once only lengthens each); one generation and one scoring, which use every
-    core. The queue keeps the slots busy; the wait stays within what a client of
-    the route can expect (``/search`` 0.2 s, ``/ask`` 2 s: a question takes a
-    good part of a second, so a shorter bound would leave no room to queue one)."""
-    c = count or cores()
-    return {
-        "search": Limit(running=c, queued=8 * c, wait=0.2),
-        "ask": Limit(running=max(1, c // 2), queued=2 * c, wait=2.0),
-        "documents": Limit(running=c, queued=2 * c, wait=5.0),
-        "generate": Limit(running=1, queued=c, wait=2.0),
-        "score": Limit(running=1, queued=c, wait=2.0),
-    }
-
-
-def parse_limits(text: str | None, count: int | None = None) -> dict[str, Limit]:
-    """The defaults, with the classes named in ``class=running/queued/wait,...`` replaced."""
-    limits = default_limits(count)
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        name, _, value = item.partition("=")
-        if name.strip() not in limits:
-            raise ValueError(f"unknown admission class {name.strip()!r} in {text!r}; the classes are {', '.join(limits)}")
-        try:
-            running, queued, wait = value.split("/")
-            limits[name.strip()] = Limit(int(running), int(queued), float(wait))
-        except ValueError as exc:
-            raise ValueError(f"admission setting {item!r} must be class=running/queued/wait: {exc}") from None
-    return limits
 
 
 class Gate:
@@ -247,13 +197,3 @@ def write_lock_busy(retry_after: float) -> Callable[[Request, WriteLockTimeoutEr
         return Response(body, status_code=503, headers={"Retry-After": seconds})
 
     return handler
-
-
-def bound_writes(seconds: float) -> Callable[[Any], None]:
-    """A startup hook: the API's writes wait at most ``seconds`` for the writer
-    lock held by another process (a CLI ingest keeps waiting as long as it takes)."""
-
-    def hook(app: Any) -> None:
-        app.state.notebook.write_timeout = seconds
-
-    return hook

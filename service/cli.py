@@ -1,12 +1,17 @@
 """The ``noteloom`` command. Each subcommand imports what it needs when it runs,
-so ``noteloom chunk`` never loads torch."""
+so ``noteloom chunk`` never loads torch, and only ``noteloom serve`` loads the
+web framework. Settings are read once, in ``main``, and passed to each command."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
+
+from . import wiring
+from .settings import Settings, SettingsError, describe, load_settings
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -16,39 +21,17 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _notebook(args):
-    from retrieval import Notebook
-
-    from .settings import data_dir, notebook_options
-
-    return Notebook(data_dir(args.data), **notebook_options())
+def _chunking(args, settings: Settings):
+    params = {name: value for name, value in (("max_tokens", args.max_tokens), ("overlap", args.overlap)) if value is not None}
+    return wiring.chunking(settings, args.method, **params)  # no method: hybrid with the default budget and overlap
 
 
-def _chunking(args):
-    from ingest import ChunkSettings
-
-    if args.method is None and args.max_tokens is None and args.overlap is None:
-        return None
-    params = {}
-    if args.max_tokens is not None:
-        params["max_tokens"] = args.max_tokens
-    if args.overlap is not None:
-        params["overlap"] = args.overlap
-    if args.method is None:
-        from ingest.pipeline import DEFAULT_CHUNKING
-
-        params = {"max_tokens": DEFAULT_CHUNKING["max_tokens"], "overlap": DEFAULT_CHUNKING["overlap"], **params}
-    return ChunkSettings.of(args.method or "hybrid", **params)
-
-
-def cmd_ingest(args) -> int:
+def cmd_ingest(args, settings: Settings) -> int:
     from ingest import Ingestor
 
-    nb = _notebook(args)
-    from .settings import load_limits
-
-    ingestor = Ingestor(nb, _chunking(args), progress=sys.stderr.isatty(), follow_links=args.follow_links,
-                        limits=load_limits())
+    nb = wiring.notebook(settings)
+    ingestor = Ingestor(nb, _chunking(args, settings), progress=sys.stderr.isatty(), follow_links=args.follow_links,
+                        limits=wiring.load_limits(settings))
     report = ingestor.ingest_paths(args.paths, prune=args.prune, collection=args.collection)
     for notice in nb.notices:
         print(f"noteloom: {notice}", file=sys.stderr)
@@ -65,8 +48,8 @@ def cmd_ingest(args) -> int:
     return EXIT_FAILED if report.failed else 0
 
 
-def cmd_search(args) -> int:
-    nb = _notebook(args)
+def cmd_search(args, settings: Settings) -> int:
+    nb = wiring.notebook(settings)
     filters = {}
     if args.source:
         filters["source_prefix"] = args.source
@@ -85,9 +68,9 @@ def cmd_search(args) -> int:
     return 0
 
 
-def cmd_ask(args) -> int:
-    nb = _notebook(args)
-    answer = nb.ask(args.question, k=args.k)
+def cmd_ask(args, settings: Settings) -> int:
+    nb = wiring.notebook(settings)
+    answer = nb.ask(args.question, k=args.k)  # the notebook's LLM endpoint, from the settings
     if args.json:
         _print_json(answer.to_dict())
         return 0
@@ -99,8 +82,8 @@ def cmd_ask(args) -> int:
     return 0
 
 
-def cmd_status(args) -> int:
-    nb = _notebook(args)
+def cmd_status(args, settings: Settings) -> int:
+    nb = wiring.notebook(settings)
     status = nb.status()
     check = nb.check() if args.check else None
     if args.json:
@@ -125,13 +108,10 @@ def cmd_status(args) -> int:
     return EXIT_FAILED
 
 
-def cmd_repair(args) -> int:
+def cmd_repair(args, settings: Settings) -> int:
     from ingest.repair import repair
 
-    from .settings import data_dir, notebook_options
-
-    report = repair(data_dir(args.data), force=args.force,
-                    default_embedding_model=notebook_options()["default_embedding_model"])
+    report = repair(settings.data_dir, force=args.force)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -141,10 +121,10 @@ def cmd_repair(args) -> int:
     return EXIT_FAILED if report.lost else 0
 
 
-def cmd_prompt(args) -> int:
+def cmd_prompt(args, settings: Settings) -> int:
     from imagegen import PromptBuilder
 
-    nb = _notebook(args)
+    nb = wiring.notebook(settings)
     result = PromptBuilder(nb, added_tokens=args.token).build(
         args.idea, style=args.style, k=args.k, budget=args.budget, negative=not args.no_negative, long=args.long
     )
@@ -166,15 +146,11 @@ def cmd_prompt(args) -> int:
     return 0
 
 
-def cmd_generate(args) -> int:
-    from imagegen import ClipScorer, DiffusersBackend, GenerationRequest, PromptBuilder, rank
+def cmd_generate(args, settings: Settings) -> int:
+    from imagegen import PromptBuilder
+    from imagegen.generate import GenerationRequest
 
-    from .settings import clip_settings, diffusers_settings
-
-    nb = _notebook(args)
-    settings = diffusers_settings()
-    if args.model:
-        settings.model = args.model
+    nb = wiring.notebook(settings)
     prompt, negative, built = args.idea_or_prompt, args.negative or "", None
     if args.from_notes:
         built = PromptBuilder(nb).build(args.idea_or_prompt, style=args.style)
@@ -182,23 +158,14 @@ def cmd_generate(args) -> int:
     request = GenerationRequest(prompt, negative, steps=args.steps, guidance_scale=args.guidance, width=args.width, height=args.height,
                                 seed=args.seed, num_images=args.n, scheduler=args.scheduler)
     request.validate()
-    backend = DiffusersBackend(settings, gallery=nb.folder / "gallery")
+    backend = wiring.diffusers_backend(settings, nb.folder / "gallery", model=args.model)
     show = sys.stderr.isatty() and not args.json
 
     def progress(done: int, total: int) -> None:
         if show:
             print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    images = backend.generate(request, progress=progress)
-    if show:
-        print(file=sys.stderr)
-    scoring = None
-    try:
-        result = ClipScorer.from_settings(clip_settings()).score([g.image for g in images], prompt)
-        images = rank(images, result)
-        scoring = {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"noteloom generate: images not scored: {exc}", file=sys.stderr)
+    images, scoring = generate_and_rank(backend, wiring.clip_scorer(settings), request, progress=progress, show=show)
     if args.json:
         _print_json({"prompt": prompt, "negative_prompt": negative, "built": built.to_dict() if built else None,
                      "images": [g.to_dict() for g in images], "scoring": scoring})
@@ -209,11 +176,25 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def cmd_score(args) -> int:
-    from imagegen import ClipScorer
-    from service.images import decode_image
+def generate_and_rank(backend, scorer, request, *, progress, show: bool) -> tuple[list, dict[str, Any] | None]:
+    """Generate, then score with CLIP and rank best first; without CLIP weights the
+    images come back unscored, with a notice. (imagegen is to own this flow, for the
+    API's twin ``service.images.generate_and_rank`` too.)"""
+    from imagegen.score import rank
 
-    from .settings import clip_settings
+    images = backend.generate(request, progress=progress)
+    if show:
+        print(file=sys.stderr)
+    try:
+        result = scorer.score([g.image for g in images], request.prompt)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"noteloom generate: images not scored: {exc}", file=sys.stderr)
+        return images, None
+    return rank(images, result), {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
+
+
+def cmd_score(args, settings: Settings) -> int:
+    from .imagefile import decode_image
 
     images = []
     for path in args.images:
@@ -222,7 +203,7 @@ def cmd_score(args) -> int:
         except OSError as exc:
             print(f"noteloom score: error: {path}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_FAILED
-    result = ClipScorer.from_settings(clip_settings()).score(images, args.prompt)
+    result = wiring.clip_scorer(settings).score(images, args.prompt)
     if args.json:
         _print_json({**result.to_dict(), "images": [{"path": p, "score": s} for p, s in zip(args.images, result.scores)]})
         return 0
@@ -232,21 +213,30 @@ def cmd_score(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def cmd_config(args, settings: Settings) -> int:
+    rows = describe(settings)
+    if args.json:
+        _print_json(rows)
+        return 0
+    shown = ["(none)" if v is None else "(empty)" if v == "" else str(v) for v in (row["value"] for row in rows)]
+    name_width, value_width = max(len(row["name"]) for row in rows), min(40, max(map(len, shown)))
+    for row, value in zip(rows, shown):
+        print(f"{row['name']:<{name_width}}  {value:<{value_width}}  {row['source']:<16}  {row['env']}: {row['help']}")
+    return 0
+
+
+def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    from .app import ServiceConfig, create_app
-
-    from retrieval import resolve_data_dir
     from retrieval.integrity import check_at_open
 
+    from .app import ServiceConfig, create_app
     from .connections import timed_protocol
-    from .settings import data_dir
 
-    check_at_open(resolve_data_dir(data_dir(args.data)))  # a damaged store is one line here, not a traceback from the lifespan
-    config = ServiceConfig.from_env(data_dir=args.data)
+    check_at_open(settings.data_dir)  # a damaged store is one line here, not a traceback from the lifespan
+    config = ServiceConfig.from_settings(settings)
     protocol = timed_protocol(config.header_seconds, config.body_seconds)
-    app = create_app(config)
+    app = create_app(config, settings=settings)
     print(f"noteloom: serving on http://{args.host}:{args.port} (OpenAPI at /schema)", file=sys.stderr)
     # The event loop (accepting, parsing, refusing) shares the GIL with the threads running requests: with
     # Python's default 5 ms switch interval each hand-over to the loop can wait that long, and a refusal needs
@@ -266,11 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="noteloom", description="RAG over your notes, and Stable Diffusion prompts from them.")
     parser.add_argument("--data", default=None, help="data folder (default: $NOTELOOM_DATA or ./.noteloom)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="TOML settings file (default: $NOTELOOM_CONFIG); `noteloom config` lists the settings")
     sub = parser.add_subparsers(dest="command", required=True)
 
     chunk = sub.add_parser("chunk", help="split files into chunks with exact offsets")
     chunk_cli.add_arguments(chunk)
-    chunk.set_defaults(handler=chunk_cli.run)
+    chunk.set_defaults(handler=lambda args, _settings: chunk_cli.run(args))
 
     ingest = sub.add_parser("ingest", help="add notes (files or folders) to the notebook")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
@@ -351,16 +343,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="connections and requests beyond which uvicorn answers a plain-text 503 (default: no limit; "
                             "expensive routes are limited by admission control, NOTELOOM_ADMISSION)")
     serve.set_defaults(handler=cmd_serve)
+
+    config = sub.add_parser("config", help="the effective settings and where each came from")
+    config.add_argument("--json", action="store_true")
+    config.set_defaults(handler=cmd_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .settings import configure_runtime
-
-        configure_runtime()
-        return args.handler(args)
+        settings = load_settings(config_file=args.config).override("command line --data", data_dir=args.data and Path(args.data))
+    except SettingsError as exc:  # each bad value on its own line, naming the variable
+        for line in str(exc).splitlines():
+            print(f"noteloom: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    wiring.configure_runtime(settings)
+    try:
+        return args.handler(args, settings)
     except _storage_error() as exc:  # damage or a full disk: one line that says what to do
         print(f"noteloom: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"noteloom {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except _raw_storage_errors() as exc:  # an SQLite or OS error not met inside the notebook
-        print(f"noteloom: {_storage_message(exc, args)}", file=sys.stderr)
+        print(f"noteloom: {_storage_message(exc, settings.data_dir)}", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -388,15 +388,12 @@ def _raw_storage_errors() -> tuple[type[BaseException], ...]:
     return sqlite3.DatabaseError, OSError
 
 
-def _storage_message(exc: BaseException, args) -> str:
+def _storage_message(exc: BaseException, folder) -> str:
     """A StorageError's own line; a raw SQLite or OS error that means damage or a
     full disk, translated; anything else is not a storage fault and goes on up."""
-    from retrieval import resolve_data_dir
     from retrieval.integrity import translate
 
-    from .settings import data_dir
-
-    mapped = translate(exc, resolve_data_dir(data_dir(args.data)))
+    mapped = translate(exc, folder)
     if mapped is None:
         raise exc
     return str(mapped)

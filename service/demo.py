@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import chunkers
+
+from . import wiring
+from .settings import Settings, load_settings
 
 NOTES = Path(__file__).resolve().parent.parent / "samples" / "notes"
 
@@ -32,14 +34,12 @@ QUESTIONS = [
 ]
 
 
-def rag_demo(data_dir: Path) -> None:
+def rag_demo(settings: Settings) -> None:
     from ingest import Ingestor
-    from retrieval import Notebook
 
-    from .settings import notebook_options
-
-    nb = Notebook(data_dir, **notebook_options())
-    report = Ingestor(nb, progress=True).ingest_paths([NOTES])
+    data_dir = settings.data_dir
+    nb = wiring.notebook(settings)
+    report = Ingestor(nb, progress=True, limits=wiring.load_limits(settings)).ingest_paths([NOTES])
     print(f"\n# Ingested {NOTES} into {data_dir}: {report.summary()}")
     status = nb.status()
     print(f"  {status['documents']} documents, {status['chunks']} chunks, {status['index']['kind']} index, "
@@ -50,7 +50,7 @@ def rag_demo(data_dir: Path) -> None:
         for i, c in enumerate(answer.citations, start=1):
             print(f"   [{i}] {c.source} [{c.start}:{c.end}]")
     prompt_demo(nb)
-    generation_demo(nb, data_dir)
+    generation_demo(nb, settings)
     print(f"\nServe it:   .venv/bin/noteloom --data {data_dir} serve --port 8000")
     print('Then:       curl -s localhost:8000/ask -H "content-type: application/json" '
           '-d \'{"question": "What is reciprocal rank fusion?"}\'')
@@ -78,34 +78,36 @@ def prompt_demo(nb) -> None:
             print(f"  from {c['source']} [{c['start']}:{c['end']}]")
 
 
-def generation_demo(nb, data_dir: Path) -> None:
+def generation_demo(nb, settings: Settings) -> None:
     """With NOTELOOM_SD_MODEL set, generate with it; otherwise run the same code on a
     tiny random pipeline (its images are noise: it shows the path, not the art)."""
-    from imagegen import DiffusersBackend, GenerationRequest, PromptBuilder, save_tiny_sd
+    from imagegen import PromptBuilder
+    from imagegen.generate import GenerationRequest
+    from imagegen.testing import save_tiny_sd
 
-    from .settings import diffusers_settings
-
-    settings = diffusers_settings()
-    random_stand_in = not settings.model
+    data_dir = settings.data_dir
+    random_stand_in = not settings.sd_model
     if random_stand_in:
-        settings.model = str(save_tiny_sd(data_dir / "tiny-random-sd"))
+        model = str(save_tiny_sd(data_dir / "tiny-random-sd"))
         label = "a tiny RANDOM pipeline (no NOTELOOM_SD_MODEL set; images are noise)"
     else:
-        label = settings.model
+        model = label = settings.sd_model
     built = PromptBuilder(nb).build(IDEAS[0][0], style=IDEAS[0][1])
     request = GenerationRequest(built.prompt, built.negative_prompt, steps=4 if random_stand_in else None, seed=1234, num_images=2)
     with warnings.catch_warnings():
         if random_stand_in:  # random weights can give NaN pixels, which numpy warns about when casting
             warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
-        images = DiffusersBackend(settings, gallery=data_dir / "gallery").generate(request)
+        images = wiring.diffusers_backend(settings, data_dir / "gallery", model=model).generate(request)
     print(f"\n# Generated with {label}")
     for g in images:
         print(f"  {g.path}  seed {g.seed}, {g.params['steps']} steps, {g.params['seconds']}s")
 
 
 def main() -> None:
+    settings = load_settings()
+    wiring.configure_runtime(settings)
     chunk_demo()
-    rag_demo(Path(os.environ.get("NOTELOOM_DATA", ".noteloom")))
+    rag_demo(settings)
 
 
 if __name__ == "__main__":

@@ -290,13 +290,19 @@ class GeneratedImage(Struct, omit_defaults=True):
     base64: str | None = None
 
 
-class Generated(Struct):
-    """The images, best CLIP score first; ``prompt`` is the built prompt when an idea was sent."""
+class Generation(Struct):
+    """A generation job's result: the images, best CLIP score first; ``prompt`` is
+    the built prompt when an idea was sent."""
 
-    job: str
     images: list[GeneratedImage]
     scoring: dict[str, Any] | None
     prompt: dict[str, Any] | None
+
+
+class Generated(Generation):
+    """``POST /generate``'s answer: the job's result and its id."""
+
+    job: str
 
 
 class JobAccepted(Struct):

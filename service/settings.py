@@ -1,105 +1,207 @@
-"""Settings that come from the environment, read here and passed down.
+"""Every setting of noteloom, in one place: its type, default, environment
+variable and one line of help (``Settings``).
 
-Each ``LoadLimits`` field can be raised with ``NOTELOOM_<FIELD>``, e.g.
-``NOTELOOM_MAX_PDF_PAGES=20000``; the library never reads the environment itself.
+``load_settings`` reads them from the environment and, optionally, a TOML file
+(``--config FILE`` or ``NOTELOOM_CONFIG``) whose keys are the field names; the
+environment wins over the file, the command line over both, and each value
+remembers where it came from (``Settings.source``). A bad value is a
+``SettingsError`` naming the variable (or the file and key) and quoting the value.
+
+This is the only module that touches ``os.environ``: the libraries take plain
+parameters, passed to them by ``service.wiring``. ``prepare_process`` sets
+``OMP_WAIT_POLICY`` before torch loads, since OpenMP reads it only then.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import fields, replace
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Mapping
 
-from ingest.loaders import DEFAULT_LIMITS, LoadLimits
+from ingest.loaders import DEFAULT_LIMITS
+
+from .capacity import parse_limits
+from .setting_kinds import (FLAG, NAME, OPTIONAL_NAME, PATH, PATHS, SECRET, Kind, choice, number, positive_integer,
+                            positive_number, whole)
+
+CONFIG_ENV = "NOTELOOM_CONFIG"
 
 
-def load_limits(environ: Mapping[str, str] = os.environ) -> LoadLimits:
-    """``LoadLimits`` with every ``NOTELOOM_<FIELD>`` set in ``environ`` applied."""
-    changes = {}
-    for f in fields(LoadLimits):
-        name = f"NOTELOOM_{f.name.upper()}"
-        raw = environ.get(name)
-        if raw is None:
+class SettingsError(ValueError):
+    """A setting with a bad value, an unknown key or an unreadable config file."""
+
+
+def setting(default: Any, env: str, help: str, kind: Kind, *, factory: Any = None) -> Any:
+    """A field of ``Settings``: its default (or ``factory``), variable, help and kind."""
+    meta = {"env": env, "help": help, "kind": kind}
+    return field(default_factory=factory, metadata=meta) if factory else field(default=default, metadata=meta)
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+def _admission(text: str) -> str:
+    parse_limits(text)  # raises ValueError naming the bad class or number
+    return text
+
+
+ADMISSION = Kind("class=running/queued/wait,... (classes: search, ask, documents, generate, score)", _admission, str)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- data and models
+    data_dir: Path = setting(Path(".noteloom"), "NOTELOOM_DATA", "data folder (--data wins)", PATH)
+    embedding_model: str = setting("all-MiniLM-L6-v2", "NOTELOOM_EMBEDDING_MODEL",
+                                   "embedding model of a new data folder (an existing one keeps its own)", NAME)
+    cache_dir: Path = setting(None, "NOTELOOM_CACHE", "folder for derived files (the CLIP tokenizer's vocabulary)", PATH,
+                              factory=lambda: Path(tempfile.gettempdir()) / "noteloom-cache")
+    allow_downloads: bool = setting(False, "NOTELOOM_ALLOW_DOWNLOADS", "let missing SD and CLIP weights be downloaded", FLAG)
+    device: str | None = setting(None, "NOTELOOM_DEVICE", "torch device for SD and CLIP (default: CUDA, MPS, else CPU)", OPTIONAL_NAME)
+    # --- threads
+    threads: int = setting(None, "NOTELOOM_THREADS", "torch and FAISS CPU threads (default: every core)", positive_integer(),
+                           factory=_cpus)
+    encode_threads: int = setting(None, "NOTELOOM_ENCODE_THREADS", "threads tiktoken encodes one text with", positive_integer(),
+                                  factory=lambda: min(2, _cpus()))
+    omp_wait_policy: str = setting("PASSIVE", "OMP_WAIT_POLICY", "idle OpenMP threads sleep (PASSIVE) or spin (ACTIVE)",
+                                   choice("PASSIVE", "ACTIVE"))
+    # --- generated answers (an OpenAI-compatible chat endpoint)
+    llm_url: str | None = setting(None, "NOTELOOM_LLM_URL", "chat endpoint base URL; unset: extractive answers only", OPTIONAL_NAME)
+    llm_model: str = setting("gpt-4o-mini", "NOTELOOM_LLM_MODEL", "model asked at the chat endpoint", NAME)
+    llm_key: str = setting("", "NOTELOOM_LLM_KEY", "API key for the chat endpoint", SECRET)
+    # --- Stable Diffusion
+    sd_model: str | None = setting(None, "NOTELOOM_SD_MODEL", "diffusers folder, checkpoint file or cached Hugging Face id", OPTIONAL_NAME)
+    sd_config: str | None = setting(None, "NOTELOOM_SD_CONFIG", "diffusers config folder for a single-file checkpoint", OPTIONAL_NAME)
+    sd_lora: tuple[str, ...] = setting((), "NOTELOOM_SD_LORA", f"LoRA weight files ('{os.pathsep}'-separated)", PATHS)
+    sd_textual_inversion: tuple[str, ...] = setting((), "NOTELOOM_SD_TEXTUAL_INVERSION",
+                                                    f"textual inversion files, path[=token] ('{os.pathsep}'-separated)", PATHS)
+    attention_slicing: bool = setting(False, "NOTELOOM_ATTENTION_SLICING", "slice attention (less memory, slower)", FLAG)
+    vae_slicing: bool = setting(False, "NOTELOOM_VAE_SLICING", "decode images one at a time (less memory)", FLAG)
+    cpu_offload: bool = setting(False, "NOTELOOM_CPU_OFFLOAD", "keep SD parts on the CPU until used (CUDA)", FLAG)
+    # --- CLIP scoring
+    clip_model: str = setting("ViT-L-14", "NOTELOOM_CLIP_MODEL", "open_clip model that scores images", NAME)
+    clip_pretrained: str | None = setting("openai", "NOTELOOM_CLIP_PRETRAINED",
+                                          "open_clip tag or weights file; empty: random weights", OPTIONAL_NAME)
+    clip_config_dir: str | None = setting(None, "NOTELOOM_CLIP_CONFIG_DIR", "extra open_clip model configs (JSON)", OPTIONAL_NAME)
+    # --- the HTTP server
+    api_key: str = setting("", "NOTELOOM_API_KEY", "key every endpoint but /health needs; empty: none", SECRET)
+    max_generations: int = setting(1, "NOTELOOM_MAX_GENERATIONS", "image generations running at once", whole(1, 64))
+    document_seconds: float = setting(60.0, "NOTELOOM_DOCUMENT_SECONDS", "parse + chunk time per uploaded document",
+                                      number(0, 24 * 3600))
+    ingest_workers: int = setting(1, "NOTELOOM_INGEST_WORKERS", "processes parsing and chunking uploads", whole(1, 16))
+    admission: str = setting("", "NOTELOOM_ADMISSION", "per route class running/queued/wait, e.g. ask=1/4/2", ADMISSION)
+    write_lock_seconds: float = setting(10.0, "NOTELOOM_WRITE_LOCK_SECONDS", "longest wait of a write for the writer lock",
+                                        number(0, 3600))
+    keep_alive_seconds: float = setting(5.0, "NOTELOOM_KEEP_ALIVE_SECONDS", "an idle keep-alive connection closes after this",
+                                        number(0, 3600))
+    header_seconds: float = setting(10.0, "NOTELOOM_HEADER_SECONDS", "request line and headers must arrive within this",
+                                    number(0, 3600))
+    body_seconds: float = setting(10.0, "NOTELOOM_BODY_SECONDS", "longest pause while a request body arrives", number(0, 3600))
+    # --- what one document may cost to load (ingest.loaders.LoadLimits)
+    max_file_bytes: int = setting(DEFAULT_LIMITS.max_file_bytes, "NOTELOOM_MAX_FILE_BYTES", "larger files are refused",
+                                  positive_integer())
+    max_front_matter_bytes: int = setting(DEFAULT_LIMITS.max_front_matter_bytes, "NOTELOOM_MAX_FRONT_MATTER_BYTES",
+                                          "a larger front matter block is kept as text", positive_integer())
+    max_front_matter_depth: int = setting(DEFAULT_LIMITS.max_front_matter_depth, "NOTELOOM_MAX_FRONT_MATTER_DEPTH",
+                                          "nesting of front matter lists and mappings", positive_integer())
+    max_tags: int = setting(DEFAULT_LIMITS.max_tags, "NOTELOOM_MAX_TAGS", "tags kept per document", positive_integer())
+    max_tag_chars: int = setting(DEFAULT_LIMITS.max_tag_chars, "NOTELOOM_MAX_TAG_CHARS", "longer tags are dropped",
+                                 positive_integer())
+    max_title_chars: int = setting(DEFAULT_LIMITS.max_title_chars, "NOTELOOM_MAX_TITLE_CHARS", "a longer title is cut",
+                                   positive_integer())
+    max_pdf_pages: int = setting(DEFAULT_LIMITS.max_pdf_pages, "NOTELOOM_MAX_PDF_PAGES", "pages read from a PDF",
+                                 positive_integer())
+    max_pdf_chars: int = setting(DEFAULT_LIMITS.max_pdf_chars, "NOTELOOM_MAX_PDF_CHARS", "characters read from a PDF",
+                                 positive_integer())
+    max_pdf_chars_per_byte: int = setting(DEFAULT_LIMITS.max_pdf_chars_per_byte, "NOTELOOM_MAX_PDF_CHARS_PER_BYTE",
+                                          "extracted characters per byte of PDF", positive_integer())
+    max_pdf_seconds: float = setting(DEFAULT_LIMITS.max_pdf_seconds, "NOTELOOM_MAX_PDF_SECONDS", "time to read one PDF",
+                                     positive_number())
+    max_pdf_stream_bytes: int = setting(DEFAULT_LIMITS.max_pdf_stream_bytes, "NOTELOOM_MAX_PDF_STREAM_BYTES",
+                                        "one inflated PDF content stream", positive_integer())
+    max_blank_run: int = setting(DEFAULT_LIMITS.max_blank_run, "NOTELOOM_MAX_BLANK_RUN", "spaces or tabs in a row before shortening",
+                                 positive_integer())
+
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Field name -> where its value came from, for the fields not at their default."""
+
+    def source(self, name: str) -> str:
+        """``default``, ``env NOTELOOM_X``, ``config FILE`` or ``command line --x``."""
+        return self.sources.get(name, "default")
+
+    def override(self, source: str, **values: Any) -> "Settings":
+        """These settings with ``values`` (the None ones skipped) set from ``source``."""
+        given = {k: v for k, v in values.items() if v is not None}
+        return replace(self, **given, sources={**self.sources, **dict.fromkeys(given, source)})
+
+
+def declared() -> list:
+    """The fields of ``Settings`` that are settings (all but ``sources``), in order."""
+    return [f for f in fields(Settings) if "env" in f.metadata]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: str | os.PathLike | None = None) -> Settings:
+    """The settings from ``environ`` (default ``os.environ``) over ``config_file``
+    (default ``$NOTELOOM_CONFIG``) over the defaults. An empty variable counts as
+    unset. Every bad value is reported, one per line, in one ``SettingsError``."""
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get(CONFIG_ENV) or None
+    table = read_config(Path(path)) if path else {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for f in declared():
+        env, kind = f.metadata["env"], f.metadata["kind"]
+        if environ.get(env, "").strip() or (env in environ and kind.reads_empty):
+            raw, where, source = environ[env], env, f"env {env}"
+        elif f.name in table:
+            raw, where, source = table[f.name], f"{path}: {f.name}", f"config {path}"
+        else:
             continue
-        kind = int if f.type == "int" else float
         try:
-            value = kind(raw)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive {'integer' if kind is int else 'number'}, got {raw!r}")
-        changes[f.name] = value
-    return replace(DEFAULT_LIMITS, **changes)
+            values[f.name] = kind.read(raw)
+            sources[f.name] = source
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{where} must be {kind.expected}, got {raw!r}" + (f" ({exc})" if str(exc) else ""))
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return Settings(**values, sources=sources)
 
 
-def _flag(environ: Mapping[str, str], name: str) -> bool:
-    return environ.get(name, "").lower() in ("1", "true", "yes")
-
-
-def diffusers_settings(environ: Mapping[str, str] = os.environ):
-    """``imagegen.DiffusersSettings`` from NOTELOOM_SD_MODEL, NOTELOOM_SD_CONFIG,
-    NOTELOOM_DEVICE, NOTELOOM_ATTENTION_SLICING, NOTELOOM_VAE_SLICING,
-    NOTELOOM_CPU_OFFLOAD, NOTELOOM_SD_LORA and NOTELOOM_SD_TEXTUAL_INVERSION (lists
-    separated by os.pathsep; an embedding as PATH or PATH=TOKEN) and
-    NOTELOOM_ALLOW_DOWNLOADS."""
-    from imagegen import DiffusersSettings
-
-    inversions = []
-    for item in filter(None, environ.get("NOTELOOM_SD_TEXTUAL_INVERSION", "").split(os.pathsep)):
-        path, _, token = item.partition("=")
-        inversions.append((path, token or None))
-    return DiffusersSettings(
-        model=environ.get("NOTELOOM_SD_MODEL") or None, config=environ.get("NOTELOOM_SD_CONFIG") or None,
-        device=environ.get("NOTELOOM_DEVICE") or None, attention_slicing=_flag(environ, "NOTELOOM_ATTENTION_SLICING"),
-        vae_slicing=_flag(environ, "NOTELOOM_VAE_SLICING"), cpu_offload=_flag(environ, "NOTELOOM_CPU_OFFLOAD"),
-        lora=list(filter(None, environ.get("NOTELOOM_SD_LORA", "").split(os.pathsep))), textual_inversion=inversions,
-        allow_downloads=_flag(environ, "NOTELOOM_ALLOW_DOWNLOADS"),
-    )
-
-
-def clip_settings(environ: Mapping[str, str] = os.environ):
-    """``imagegen.ClipSettings`` from NOTELOOM_CLIP_MODEL (default ViT-L-14),
-    NOTELOOM_CLIP_PRETRAINED (default ``openai``; empty for random weights),
-    NOTELOOM_CLIP_CONFIG_DIR, NOTELOOM_DEVICE and NOTELOOM_ALLOW_DOWNLOADS."""
-    from imagegen import ClipSettings
-
-    return ClipSettings(model=environ.get("NOTELOOM_CLIP_MODEL", "ViT-L-14"),
-                        pretrained=environ.get("NOTELOOM_CLIP_PRETRAINED", "openai") or None,
-                        config_dir=environ.get("NOTELOOM_CLIP_CONFIG_DIR") or None, device=environ.get("NOTELOOM_DEVICE") or None,
-                        allow_downloads=_flag(environ, "NOTELOOM_ALLOW_DOWNLOADS"))
-
-
-def configure_runtime(environ: Mapping[str, str] = os.environ) -> None:
-    """The model runtime's process settings: NOTELOOM_THREADS (torch and FAISS CPU
-    threads, default every core) and NOTELOOM_CACHE (derived files such as the CLIP
-    tokenizer's). OpenMP reads its wait policy when torch is imported, so passive
-    waiting is chosen here, before that, unless the user chose a policy."""
-    import sys
-
-    import runtime
-
-    raw = environ.get("NOTELOOM_THREADS") or None
+def read_config(path: Path) -> dict[str, Any]:
+    """The table of a TOML config file; unknown keys are refused with the closest name."""
     try:
-        threads = int(raw) if raw is not None else None
-    except ValueError:
-        raise ValueError(f"NOTELOOM_THREADS must be an integer, got {raw!r}") from None
-    if threads is not None and threads < 1:
-        raise ValueError(f"NOTELOOM_THREADS must be >= 1, got {raw!r}")
-    runtime.configure(threads=threads, cache_dir=environ.get("NOTELOOM_CACHE") or None)
-    if environ is os.environ and "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    names = [f.name for f in declared()]
+    for key in table:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; the settings are: {', '.join(names)}"
+            raise SettingsError(f"config file {path}: unknown setting {key!r}{hint}")
+    return table
 
 
-def data_dir(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The data folder: ``--data``, else ``NOTELOOM_DATA`` (None: the library's ``.noteloom``)."""
-    return explicit or environ.get("NOTELOOM_DATA") or None
+def describe(settings: Settings) -> list[dict[str, Any]]:
+    """One row per setting: name, value as shown (secrets hidden), source, variable, help."""
+    rows = []
+    for f in declared():
+        kind: Kind = f.metadata["kind"]
+        rows.append({"name": f.name, "value": kind.show(getattr(settings, f.name)), "source": settings.source(f.name),
+                     "env": f.metadata["env"], "help": f.metadata["help"]})
+    return rows
 
 
-def notebook_options(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """``Notebook`` parameters from ``NOTELOOM_EMBEDDING_MODEL`` and ``NOTELOOM_LLM_URL`` / ``_MODEL`` / ``_KEY``."""
-    from retrieval import DEFAULT_EMBEDDING_MODEL, LLMConfig
-    from retrieval.chat import DEFAULT_LLM_MODEL
-
-    url = environ.get("NOTELOOM_LLM_URL")
-    llm = LLMConfig(url, environ.get("NOTELOOM_LLM_MODEL", DEFAULT_LLM_MODEL), environ.get("NOTELOOM_LLM_KEY", "")) if url else None
-    return {"default_embedding_model": environ.get("NOTELOOM_EMBEDDING_MODEL", DEFAULT_EMBEDDING_MODEL), "llm": llm}
+def prepare_process(settings: Settings) -> None:
+    """Process-wide settings that must be in place before torch is imported."""
+    if "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = settings.omp_wait_policy
