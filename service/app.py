@@ -203,7 +203,7 @@ def delete_document(notebook: Injected[Notebook], doc_id: DocId) -> Deleted:
 def search(notebook: Injected[Notebook], data: JSONBody[SearchRequest]) -> SearchResponse:
     filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
     hits = notebook.search(data.query, k=data.k, filters=filters, mode=data.mode)
-    return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert(hits, list[Hit]))
+    return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert(hits, list[Hit], from_attributes=True))
 
 
 @post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))

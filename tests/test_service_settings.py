@@ -135,9 +135,11 @@ def test_generation_and_scoring_settings_reach_their_library_settings():
 
 
 def test_answers_use_the_chat_endpoint_only_when_a_url_is_set():
-    assert wiring.llm_endpoint(Settings()) == {}
+    from retrieval import LLMConfig
+
+    assert wiring.llm_endpoint(Settings()) is None
     s = load_settings({"NOTELOOM_LLM_URL": "http://x/v1", "NOTELOOM_LLM_KEY": "k"})
-    assert wiring.llm_endpoint(s) == {"url": "http://x/v1", "model": "gpt-4o-mini", "key": "k"}
+    assert wiring.llm_endpoint(s) == LLMConfig("http://x/v1", "gpt-4o-mini", "k")
 
 
 def test_a_new_data_folder_takes_the_embedding_model_setting(tmp_path):
@@ -146,7 +148,7 @@ def test_a_new_data_folder_takes_the_embedding_model_setting(tmp_path):
     try:
         assert nb.embedding_model == "my-model" and nb.folder == tmp_path / "data"
     finally:
-        nb.store.close()
+        nb.close()
 
 
 def test_only_the_settings_module_reads_the_environment():
