@@ -22,7 +22,8 @@ CORE = [Requirement(r) for r in PROJECT["dependencies"]]
 # What `pip install noteloom` must never pull in: the ML and web stacks.
 HEAVY = {"torch", "torchvision", "faiss-cpu", "litestar", "uvicorn", "diffusers", "transformers",
          "sentence-transformers", "open-clip-torch", "accelerate", "peft"}
-HINT = re.compile(rf"{NAME}\[([^\]]*)\]")
+# "noteloom[rag]" or "noteloom[rag,server]"; an f-string placeholder such as {extra} is not a name.
+HINT = re.compile(rf"{NAME}\[([^\]{{}}]*)\]")
 
 
 def own_packages() -> list[str]:
