@@ -6,19 +6,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test demo bench bench-chunkers bench-semantic clean
+.PHONY: setup test install-check demo bench bench-chunkers bench-semantic clean
 
 setup: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77"  # the editable install below builds with it
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# Fresh venvs prove `pip install noteloom` (chunking, no torch) and [rag]; CI runs it.
+install-check:
+	bash .ci/install_check
 
 demo: $(STAMP)
 	$(PY) -m service.demo
