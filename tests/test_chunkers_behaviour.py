@@ -410,3 +410,32 @@ def test_chunking_while_encoded_equals_after_on_generated_documents(text, config
     during, after, chunker = chunked_while_and_after_encoding(text, name, params, block_chars)
     assert during == after
     check_chunks(text, during, chunker)
+
+
+# --- what is and is not a fenced code block ----------------------------------
+
+_PROSE = " ".join(f"Sentence number {i} says a little about the topic." for i in range(60))
+
+
+@pytest.mark.parametrize("underline", ["~~~~~~~~~~~~~~~~", "````````````````"])
+def test_a_restructuredtext_title_underline_opens_no_code_block(underline):
+    # Read as a fence, the underline made the rest of the text one unsplittable block.
+    text = f"Inode properties\n{underline}\n\n{_PROSE}\n"
+    chunker = chunkers.get("sentence", max_tokens=40)
+    chunks = chunker(text)
+    check_chunks(text, chunks, chunker)
+    assert len(chunks) > 5
+    assert all(c.text.rstrip().endswith((".", underline)) for c in chunks)
+
+
+def test_a_tab_indented_tilde_line_is_no_fence():
+    text = f"Diagram::\n\n\t~~~~~|~~~~~~\n\n{_PROSE}\n"
+    chunks = chunkers.get("sentence", max_tokens=40)(text)
+    assert all(c.text.rstrip().endswith((".", "~")) for c in chunks)
+
+
+def test_a_real_fence_still_keeps_its_code_whole():
+    code = "\n".join(f"x{i} = compute({i})  # step {i}. Then more." for i in range(8))
+    text = f"Example:\n~~~\n{code}\n~~~\n\n{_PROSE}\n"
+    chunks = chunkers.get("sentence", max_tokens=200)(text)
+    assert any(code in c.text for c in chunks)
