@@ -203,7 +203,12 @@ def load_pipeline(settings: DiffusersSettings):
     from runtime import configure_torch, pick_device
 
     torch = configure_torch()
-    import diffusers
+    try:
+        import diffusers
+    except ImportError as exc:
+        from runtime import MissingDependencyError
+
+        raise MissingDependencyError("diffusers", "image generation", "imagegen") from exc
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()

@@ -143,7 +143,12 @@ def load_open_clip(s: ClipSettings):
     from runtime import configure_torch, pick_device
 
     torch = configure_torch()
-    import open_clip
+    try:
+        import open_clip
+    except ImportError as exc:
+        from runtime import MissingDependencyError
+
+        raise MissingDependencyError("open_clip_torch", "CLIP scoring", "imagegen") from exc
 
     if s.config_dir:
         open_clip.add_model_config(s.config_dir)

@@ -77,7 +77,7 @@ def _parse_yaml(block: str, max_depth: int) -> dict:
     try:
         loader_class = _bounded_loader()
     except ImportError:
-        raise _Refused("reading it needs PyYAML (pip install pyyaml)") from None
+        raise _Refused("reading it needs PyYAML (pip install 'noteloom[rag]')") from None
     loader = None
     try:
         loader = loader_class(block, max_depth)  # the reader already refuses control characters here

@@ -104,7 +104,7 @@ def _pypdf_pages(data: bytes, name: str, limits: LoadLimits, notices: list[str])
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError as exc:  # pragma: no cover - core dependency
-        raise UnsupportedFileError(f"{name}: reading PDF needs pypdfium2 or pypdf (pip install pypdfium2)") from exc
+        raise UnsupportedFileError(f"{name}: reading PDF needs pypdfium2 or pypdf (pip install 'noteloom[rag]')") from exc
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:

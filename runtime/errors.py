@@ -12,9 +12,12 @@ from __future__ import annotations
 class MissingDependencyError(ImportError):
     """An optional dependency needed for this feature is not installed."""
 
-    def __init__(self, package: str, feature: str) -> None:
-        super().__init__(f"{feature} needs the package {package!r}: pip install {package}")
+    def __init__(self, package: str, feature: str, extra: str | None = None) -> None:
+        # ``extra``: the noteloom extra that brings the package (see pyproject.toml)
+        hint = f"pip install 'noteloom[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{feature} needs the package {package!r}: {hint}")
         self.package = package
+        self.extra = extra
 
 
 class InvalidSettingError(ValueError):

@@ -19,7 +19,7 @@ def configure_torch(threads: int | None = None):
     try:
         import torch
     except ImportError as exc:
-        raise MissingDependencyError("torch", "this model") from exc
+        raise MissingDependencyError("torch", "this model", "semantic") from exc
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
     return torch

@@ -164,3 +164,21 @@ def test_install_hints_name_existing_extras():
                 if missing:
                     wrong.append(f"{path.relative_to(ROOT)}:{number} {match.group(0)}")
     assert not wrong, f"install hints naming extras that pyproject.toml lacks: {wrong}"
+
+
+MISSING = re.compile(r"MissingDependencyError\(\s*(\"[^\"]*\"|'[^']*'),\s*(?:f?\"[^\"]*\"|f?'[^']*'),\s*\"([^\"]+)\"\)")
+
+
+def test_missing_dependency_errors_name_existing_extras():
+    found = [(path, m.group(2)) for path in hint_files() if path.suffix == ".py"
+             for m in MISSING.finditer(path.read_text(encoding="utf-8"))]
+    assert len(found) >= 8  # runtime, retrieval and imagegen name the extra that brings each package
+    extras = set(PROJECT["optional-dependencies"])
+    assert [(str(p), e) for p, e in found if e not in extras] == []
+
+
+def test_a_missing_dependency_message_tells_which_extra_to_install():
+    from chunkers import MissingDependencyError
+
+    message = str(MissingDependencyError("faiss-cpu", "the vector index", "rag"))
+    assert "pip install 'noteloom[rag]'" in message and "faiss-cpu" in message
