@@ -34,13 +34,13 @@ STEPS = 4
 
 
 def backend_for(folder: Path):
-    from imagegen.generate import DiffusersBackend, DiffusersSettings
+    from imagegen import DiffusersBackend, DiffusersSettings
 
     return DiffusersBackend(DiffusersSettings(model=str(folder), device="cpu"), gallery=None)
 
 
 def request(n: int, seed: int = 1):
-    from imagegen.generate import GenerationRequest
+    from imagegen import GenerationRequest
 
     return GenerationRequest(PROMPT, steps=STEPS, seed=seed, num_images=n, width=SIDE, height=SIDE)
 
@@ -156,7 +156,7 @@ def bench_overhead(folder: Path, report: list[str], reps: int) -> None:
 
 
 def bench_score(folder: Path, work: Path, report: list[str], batches: int) -> None:
-    from imagegen.score import ClipScorer
+    from imagegen import ClipScorer
     from imagegen.testing import register_tiny_clip
 
     backend = backend_for(folder)
