@@ -21,7 +21,8 @@ from imagegen import score as score_module
 from imagegen.errors import ModelNotFoundError
 from imagegen import ClipScorer, ClipSettings, DiffusersBackend, DiffusersSettings, GenerationRequest
 from imagegen.offline import hub_offline
-from service.settings import clip_settings, diffusers_settings
+from service import wiring
+from service.settings import load_settings
 from tests.conftest import colour
 
 FAST = 2.0  # seconds: far below any network timeout, far above a few stat calls
@@ -217,9 +218,11 @@ def test_weights_that_are_there_but_unusable_are_a_named_model_error(no_network,
 def test_downloads_are_off_unless_the_setting_says_so(monkeypatch):
     monkeypatch.delenv("NOTELOOM_ALLOW_DOWNLOADS", raising=False)
     assert not DiffusersSettings().allow_downloads and not ClipSettings().allow_downloads
-    assert not diffusers_settings().allow_downloads and not clip_settings().allow_downloads
+    settings = load_settings()
+    assert not wiring.diffusers_settings(settings).allow_downloads and not wiring.clip_settings(settings).allow_downloads
     monkeypatch.setenv("NOTELOOM_ALLOW_DOWNLOADS", "1")
-    assert diffusers_settings().allow_downloads and clip_settings().allow_downloads
+    settings = load_settings()
+    assert wiring.diffusers_settings(settings).allow_downloads and wiring.clip_settings(settings).allow_downloads
 
 
 def test_hub_offline_blocks_requests_and_restores_the_switch(no_network):
