@@ -147,8 +147,7 @@ def cmd_prompt(args, settings: Settings) -> int:
 
 
 def cmd_generate(args, settings: Settings) -> int:
-    from imagegen import PromptBuilder
-    from imagegen.generate import GenerationRequest
+    from imagegen import GenerationRequest, PromptBuilder, generate_and_rank
 
     nb = wiring.notebook(settings)
     prompt, negative, built = args.idea_or_prompt, args.negative or "", None
@@ -165,32 +164,19 @@ def cmd_generate(args, settings: Settings) -> int:
         if show:
             print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    images, scoring = generate_and_rank(backend, wiring.clip_scorer(settings), request, progress=progress, show=show)
-    if args.json:
-        _print_json({"prompt": prompt, "negative_prompt": negative, "built": built.to_dict() if built else None,
-                     "images": [g.to_dict() for g in images], "scoring": scoring})
-        return 0
-    print(f"prompt: {prompt}\nnegative: {negative}")
-    for g in images:
-        print(f"{g.path}  seed {g.seed}  score {g.score if g.score is not None else '-'}")
-    return 0
-
-
-def generate_and_rank(backend, scorer, request, *, progress, show: bool) -> tuple[list, dict[str, Any] | None]:
-    """Generate, then score with CLIP and rank best first; without CLIP weights the
-    images come back unscored, with a notice. (imagegen is to own this flow, for the
-    API's twin ``service.images.generate_and_rank`` too.)"""
-    from imagegen.score import rank
-
-    images = backend.generate(request, progress=progress)
+    ranked = generate_and_rank(backend, request, wiring.clip_scorer(settings), progress=progress)
     if show:
         print(file=sys.stderr)
-    try:
-        result = scorer.score([g.image for g in images], request.prompt)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"noteloom generate: images not scored: {exc}", file=sys.stderr)
-        return images, None
-    return rank(images, result), {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
+    if ranked.unscored:
+        print(f"noteloom generate: images not scored: {ranked.unscored}", file=sys.stderr)
+    if args.json:
+        _print_json({"prompt": prompt, "negative_prompt": negative, "built": built.to_dict() if built else None,
+                     "images": [g.to_dict() for g in ranked.images], "scoring": ranked.scoring if ranked.result else None})
+        return 0
+    print(f"prompt: {prompt}\nnegative: {negative}")
+    for g in ranked.images:
+        print(f"{g.path}  seed {g.seed}  score {g.score if g.score is not None else '-'}")
+    return 0
 
 
 def cmd_score(args, settings: Settings) -> int:

@@ -81,8 +81,7 @@ def prompt_demo(nb) -> None:
 def generation_demo(nb, settings: Settings) -> None:
     """With NOTELOOM_SD_MODEL set, generate with it; otherwise run the same code on a
     tiny random pipeline (its images are noise: it shows the path, not the art)."""
-    from imagegen import PromptBuilder
-    from imagegen.generate import GenerationRequest
+    from imagegen import GenerationRequest, PromptBuilder
     from imagegen.testing import save_tiny_sd
 
     data_dir = settings.data_dir

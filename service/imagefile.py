@@ -7,7 +7,7 @@ import io
 import warnings
 from typing import Sequence
 
-from imagegen.errors import ImageError, ImageTooLargeError, UnsupportedImageError
+from imagegen import ImageError, ImageTooLargeError, UnsupportedImageError
 
 MAX_IMAGE_PIXELS = 4096 * 4096
 """The default limit on an uploaded image's width × height (16.7 MP), checked on the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import anyio
 import msgspec
@@ -16,9 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 from litestar.response import File, Response
 
-from imagegen import PromptBuilder
-from imagegen.generate import DiffusersBackend, GenerationRequest
-from imagegen.score import ClipScorer, rank
+from imagegen import ClipScorer, DiffusersBackend, GenerationRequest, PromptBuilder, generate_and_rank
 
 from .imagefile import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image  # noqa: F401  (re-exported)
 from .jobs import Job, Jobs
@@ -54,29 +52,14 @@ def _generation_request(body: GenerateBody, prompt_builder: PromptBuilder, init_
     return request, built
 
 
-def generate_and_rank(backend: DiffusersBackend, scorer: Callable[[], ClipScorer] | None, request: GenerationRequest, *,
-                      progress: Callable[[int, int], None], cancel) -> tuple[list, dict[str, Any] | None]:
-    """Generate, then (with a ``scorer``) score with CLIP and rank best first.
-    Without CLIP weights the images still come back, with the reason in the scoring.
-    (imagegen is to own this flow, for the CLI's twin ``cli.generate_and_rank`` too.)"""
-    images = backend.generate(request, progress=progress, cancel=cancel)
-    if scorer is None:
-        return images, None
-    try:
-        result = scorer().score([g.image for g in images], request.prompt)
-    except (FileNotFoundError, ValueError) as exc:  # no CLIP weights: images still come back
-        return images, {"error": str(exc)}
-    return rank(images, result), {k: v for k, v in result.to_dict().items() if k not in ("scores", "order")}
-
-
 def run_generation(backend: DiffusersBackend, scorer: Lazy[ClipScorer], gallery: Path, request: GenerationRequest,
                    body: GenerateBody, built: dict[str, Any] | None, job: Job) -> Generation:
     def progress(done: int, total: int) -> None:
         job.steps_done, job.steps_total = done, total
 
-    images, scoring = generate_and_rank(backend, scorer.get if body.score else None, request, progress=progress, cancel=job.cancel)
+    ranked = generate_and_rank(backend, request, scorer.get() if body.score else None, progress=progress, cancel=job.cancel)
     out = []
-    for g in images:
+    for g in ranked.images:
         item = GeneratedImage(seed=g.seed, score=g.score, params=g.params)
         if body.response == "base64":
             buffer = io.BytesIO()
@@ -85,7 +68,7 @@ def run_generation(backend: DiffusersBackend, scorer: Lazy[ClipScorer], gallery:
         if g.path is not None:
             item.url = "/images/" + g.path.relative_to(gallery).as_posix()
         out.append(item)
-    return Generation(images=out, scoring=scoring, prompt=built)
+    return Generation(images=out, scoring=ranked.scoring, prompt=built)
 
 
 @post("/generate", status_code=200, operation_class=declared_body(json=GenerateBody, multipart=GenerateUpload),

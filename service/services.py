@@ -15,8 +15,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
 
 from imagegen import PromptBuilder
-from imagegen.generate import DiffusersBackend
-from imagegen.score import ClipScorer
+from imagegen import ClipScorer, DiffusersBackend
 from ingest import ChunkSettings, Ingestor
 from ingest.isolation import Workers
 from ingest.loaders import DEFAULT_LIMITS, LoadLimits
