@@ -88,7 +88,7 @@ def _safetensors_first(filename: str) -> list[str]:
     return [filename]
 
 
-def _tag_weights(open_clip, s: ClipSettings, watched: list[str]) -> tuple[str, dict[str, Any]]:
+def tag_weights(open_clip, s: ClipSettings, watched: list[str]) -> tuple[str, dict[str, Any]]:
     """The local file holding the weights of pretrained tag ``s.pretrained``, and the
     preprocessing that goes with them; never a network request."""
     cfg = open_clip.get_pretrained_cfg(s.model, s.pretrained)
@@ -162,7 +162,7 @@ def load_open_clip(s: ClipSettings):
                                  "ViT-L-14 or ViT-B-32), local-dir:/a/folder, or a config of your own in NOTELOOM_CLIP_CONFIG_DIR.",
                                  watched=watched)
     elif pretrained and not _is_path(pretrained) and not s.allow_downloads:
-        pretrained, options = _tag_weights(open_clip, s, watched)
+        pretrained, options = tag_weights(open_clip, s, watched)
     device = pick_device(s.device, candidates=("cuda", "cpu"), torch=torch)
     try:
         with hub_offline(not s.allow_downloads):

@@ -76,8 +76,9 @@ COMMON_SHARE = 0.05
 class Store:
     """One SQLite file. Each thread gets its own connection."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, common_min_chunks: int = COMMON_MIN_CHUNKS) -> None:
         self.path = str(path)
+        self.common_min_chunks = common_min_chunks  # below this many chunks no query term is "common"
         self._local = threading.local()
         self._df: dict[str, int] = {}  # stemmed term -> chunks containing it, for one data generation
         self._df_generation = -1
@@ -271,7 +272,7 @@ class Store:
         if not terms:
             return []
         if len(terms) > 1:
-            common = self._common_terms(terms)
+            common = self.common_terms(terms)
             if len(common) < len(set(terms)):
                 terms = [t for t in terms if t not in common]
         match = " OR ".join(f'"{t}"' for t in terms)
@@ -286,14 +287,14 @@ class Store:
     def documents_chunk_count(self, doc_id: int) -> int:
         return self.db.execute("SELECT COUNT(*) FROM chunks WHERE doc_id=?", (doc_id,)).fetchone()[0]
 
-    def _common_terms(self, terms: Sequence[str]) -> set[str]:
+    def common_terms(self, terms: Sequence[str]) -> set[str]:
         generation = self.data_generation()
         if generation != self._df_generation:
             self._df = {}
             self._chunk_total = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
             self._df_generation = generation
         total = self._chunk_total
-        if total < COMMON_MIN_CHUNKS:
+        if total < self.common_min_chunks:
             return set()
         stems = {t: _stem(t) for t in set(terms)}
         missing = [s for s in set(stems.values()) if s not in self._df]

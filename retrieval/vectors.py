@@ -106,7 +106,7 @@ class VectorIndex:
         data = faiss.serialize_index(self.index).tobytes()
         tmp = path.with_suffix(path.suffix + ".tmp")
         try:
-            _write_durably(tmp, data)
+            write_durably(tmp, data)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -132,7 +132,7 @@ class VectorIndex:
         return cls(index, kind, dim)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -138,7 +138,7 @@ def test_clip_tag_found_in_the_cache_without_a_request(no_network, tmp_path):
 
     fake_hub_cache(tmp_path, "timm/vit_base_patch32_clip_224.openai", {"open_clip_model.safetensors": b"weights"})
     watched: list[str] = []
-    path, preprocess = score_module._tag_weights(open_clip, ClipSettings("ViT-B-32", "openai", cache_dir=str(tmp_path)), watched)
+    path, preprocess = score_module.tag_weights(open_clip, ClipSettings("ViT-B-32", "openai", cache_dir=str(tmp_path)), watched)
     assert path.endswith("open_clip_model.safetensors") and Path(path).read_bytes() == b"weights"
     assert preprocess["image_mean"] == (0.48145466, 0.4578275, 0.40821073)
     assert no_network == []

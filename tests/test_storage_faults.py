@@ -236,7 +236,7 @@ def test_index_write_failing_after_the_commit_is_a_notice_not_a_failure(data, mo
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     with TestClient(create_app(ServiceConfig(data_dir=str(data)))) as client:
-        monkeypatch.setattr(vectors, "_write_durably", full)
+        monkeypatch.setattr(vectors, "write_durably", full)
         response = client.post("/documents", json={"text": "# Zebra\n\nZebra-striped storage notes.", "source": "zebra.md"})
         assert response.status_code in (200, 201), response.text
         assert client.get(f"/documents/{response.json()['id']}").status_code == 200
