@@ -30,8 +30,9 @@ from typing import Sequence
 
 from .base import Chunker
 from .chunk import Chunk
-from .levels import BLANK_LINES, Source, SplitLevel, break_ends, punkt_starts
+from .levels import Source, SplitLevel, break_ends, punkt_starts
 from .measure import Measure
+from .sentences import fast_punkt
 
 Span = tuple[int, int, int]  # start, end, section
 
@@ -115,23 +116,21 @@ class Pieces:
         return self.last[i] - self.first[i] + 1 > budget
 
 
-# After a paragraph break, a letter or digit straight away makes a clean break:
-# sentence splitting can restart there without changing any sentence start after it.
-_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
-
-
 class LazySentences:
-    """The sentence pieces of ``[a, b)``, with Punkt run only on the paragraph
-    windows where a chunk ends. A chunk ends at the last piece end within the
-    budget, so the windows in between lie inside it whatever their sentences
-    are. Windows start at clean breaks (``_LETTER_OR_DIGIT``) and Punkt runs to
-    the end of the first line after the window, so it makes the same decisions
-    as on the whole text. Tests compare this with ``Pieces`` (the eager split)."""
+    """The sentence pieces of ``[a, b)``, with Punkt run only on the windows
+    where a chunk ends. A chunk ends at the last piece end within the budget, so
+    the windows in between lie inside it whatever their sentences are. Windows
+    start at paragraph and structural line breaks (a sentence starts there
+    anyway) where Punkt can restart (``FastPunkt.restarts_at``), and Punkt runs
+    to the end of the first line after the window, so it makes the same
+    decisions as on the whole text. Tests compare this with ``Pieces`` (the
+    eager split)."""
 
     def __init__(self, plan: "Plan", a: int, b: int) -> None:
         self.plan, self.text, self.a, self.b = plan, plan.text, a, b
         self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
-        clean = [p for p in BLANK_LINES.find(plan.source, a, b) if _LETTER_OR_DIGIT.match(self.text, p)]
+        restart, text = fast_punkt().restart, self.text
+        clean = sorted({q for p in self.breaks if (q := restart(text, p)) is not None})
         self.bounds = [a, *plan.source.drop_fenced(clean, a, b), b]  # no window edge inside a code block
         self.windows: dict[int, Pieces] = {}
 
