@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import chunkers
 from chunkers.engine import LazySentences, Plan, trim
-from chunkers.levels import Source, break_ends, structural_line_ends
+from chunkers.levels import _FENCE, Source, _fence_lines, break_ends, structural_line_ends
 from chunkers.sentences import fast_punkt
 from tests.invariants import check_chunks
 
@@ -172,6 +172,12 @@ def _old_headings(text: str) -> list[tuple[int, int, str]]:
 @given(text=MARKUP)
 def test_headings_match_the_lazy_pattern(text):
     assert Source(text).headings == _old_headings(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=MARKUP)
+def test_fence_lines_match_the_anchored_pattern(text):
+    assert [m.span() for m in _fence_lines(text)] == [m.span() for m in _FENCE.finditer(text)]
 
 
 @settings(max_examples=300, deadline=None)
