@@ -128,7 +128,9 @@ class LazySentences:
 
     def __init__(self, plan: "Plan", a: int, b: int) -> None:
         self.plan, self.text, self.a, self.b = plan, plan.text, a, b
-        self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
+        breaks = break_ends(self.text, a, b)  # all in (a, b]
+        breaks.discard(b)
+        self.breaks = sorted(breaks)
         restart, text = fast_punkt().restart, self.text
         clean = sorted({q for p in self.breaks if (q := restart(text, p)) is not None})
         self.bounds = [a, *plan.source.drop_fenced(clean, a, b), b]  # no window edge inside a code block
