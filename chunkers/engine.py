@@ -305,7 +305,8 @@ class LevelChunker(Chunker):
             nxt, _ = trim(text, min(e, measure.advance(a, self.max_tokens - self.overlap, n)), n)
             a = max(nxt, a + 1)
         spans, counts = self._repair(source, measure, spans, measure.exact_counts([s[:2] for s in spans]))
-        for i in range(1, len(spans)):
+        shared = measure.exact_counts([(spans[i][0], spans[i - 1][1]) for i in range(1, len(spans))])
+        for i in [i for i, n_shared in enumerate(shared, 1) if n_shared > self.overlap]:
             (_pa, pb, _), (a, b, sec) = spans[i - 1], spans[i]
             while a < pb and measure.exact_counts([(a, pb)])[0] > self.overlap:
                 a, _ = trim(text, measure.advance(a, 1, b), b)
