@@ -53,6 +53,14 @@ def is_line_safe(text: str, p: int) -> bool:
     return p > 0 and text[p - 1] == "\n" and text[p] != "/" and not text[p].isspace()
 
 
+def ends_cleanly(text: str, b: int) -> bool:
+    """Whether the encoding of the whole text cuts at ``b`` (> 0) whatever follows,
+    with no pre-token before it reading past it: at the end, at a safe point, or
+    between a letter or digit and whitespace (a word or number pre-token stops
+    there, and only ones that start with whitespace or punctuation take whitespace)."""
+    return b == len(text) or _SAFE_ANY.match(text, b) is not None or (text[b].isspace() and text[b - 1].isalnum())
+
+
 def last_safe_point(text: str, lo: int, hi: int) -> int | None:
     """The last safe point ``p`` with ``lo <= p < hi``, judged within ``text[:hi]``
     (what ``_SAFE_ANY.finditer(text, lo, hi)`` would end with), found backwards
@@ -293,7 +301,11 @@ class OffsetMeasure(Measure):
         return head
 
     def _tail(self, lo: int, b: int) -> tuple[int, int] | None:
-        """The last safe point in ``[lo, b)`` and the token count of the edge after it."""
+        """The last safe point in ``[lo, b)`` and the token count of the edge after
+        it; ``b`` itself, with no edge, when a span may end there (``ends_cleanly``)."""
+        if ends_cleanly(self.text, b):
+            tail = self._tails[b] = (b, 0)
+            return tail
         m2 = last_safe_point(self.text, lo, b)
         if m2 is None:
             return None
