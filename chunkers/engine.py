@@ -37,10 +37,16 @@ from .sentences import fast_punkt
 Span = tuple[int, int, int]  # start, end, section
 
 
-def trim(text: str, a: int, b: int) -> tuple[int, int]:
-    """``[a, b)`` less whitespace at both ends (``a == b`` when all blank)."""
+def skip_blank(text: str, a: int, b: int) -> int:
+    """The first non-whitespace position in ``[a, b)``, else ``b``."""
     while a < b and text[a].isspace():
         a += 1
+    return a
+
+
+def trim(text: str, a: int, b: int) -> tuple[int, int]:
+    """``[a, b)`` less whitespace at both ends (``a == b`` when all blank)."""
+    a = skip_blank(text, a, b)
     while b > a and text[b - 1].isspace():
         b -= 1
     return a, b
@@ -293,7 +299,7 @@ class LevelChunker(Chunker):
         plan = Plan(source, measure, (), self.max_tokens, None)
         text, n = source.text, len(source.text)
         spans: list[Span] = []
-        a, _ = trim(text, 0, n)
+        a = skip_blank(text, 0, n)
         while a < n:
             e = plan.window_end(a, self.max_tokens, n)
             s, e2 = trim(text, a, e)
@@ -302,7 +308,8 @@ class LevelChunker(Chunker):
             if e >= n:
                 break
             # the next window starts a stride on, but never past this one's end (it may have been shortened)
-            nxt, _ = trim(text, min(e, measure.advance(a, self.max_tokens - self.overlap, n)), n)
+            # (not trim: it would walk a long blank tail of the text once per window)
+            nxt = skip_blank(text, min(e, measure.advance(a, self.max_tokens - self.overlap, n)), n)
             a = max(nxt, a + 1)
         spans, counts = self._repair(source, measure, spans, measure.exact_counts([s[:2] for s in spans]))
         shared = measure.exact_counts([(spans[i][0], spans[i - 1][1]) for i in range(1, len(spans))])
@@ -312,7 +319,9 @@ class LevelChunker(Chunker):
                 a, _ = trim(text, measure.advance(a, 1, b), b)
             if (a, b) != spans[i][:2]:
                 spans[i], counts[i] = (a, b, sec), measure.exact_counts([(a, b)])[0]
-        return spans, counts
+        # a window wholly inside the previous one's end (a re-planned part) is emptied: it adds nothing
+        kept = [i for i, (a, b, _) in enumerate(spans) if a < b]
+        return [spans[i] for i in kept], [counts[i] for i in kept]
 
     def _extend(self, source: Source, measure: Measure, spans: list[Span], counts: list[int]):
         """Carry up to ``overlap`` tokens from the end of the previous chunk in the
