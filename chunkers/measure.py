@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from typing import Callable, Sequence
 
 import numpy as np
@@ -59,6 +60,21 @@ def ends_cleanly(text: str, b: int) -> bool:
     between a letter or digit and whitespace (a word or number pre-token stops
     there, and only ones that start with whitespace or punctuation take whitespace)."""
     return b == len(text) or _SAFE_ANY.match(text, b) is not None or (text[b].isspace() and text[b - 1].isalnum())
+
+
+# Not the apostrophe: o200k's word pre-token takes a contraction after it ("doesn't").
+_ASCII_PUNCTUATION = frozenset(string.punctuation) - {"'"}
+
+
+def punctuation_start(text: str, lo: int, b: int) -> int | None:
+    """Where a run of ASCII punctuation ending at ``b`` starts, when a letter or
+    digit comes before it (and it is at or after ``lo``): the encoding cuts there
+    (a word or number pre-token stops at punctuation with no letter after it), so
+    the edge after it is only the run, and runs repeat ("." ":" ")." ...)."""
+    r = b
+    while r > lo and text[r - 1] in _ASCII_PUNCTUATION:
+        r -= 1
+    return r if lo < r < b and text[r - 1].isalnum() else None
 
 
 def last_safe_point(text: str, lo: int, hi: int) -> int | None:
@@ -306,7 +322,9 @@ class OffsetMeasure(Measure):
         if ends_cleanly(self.text, b):
             tail = self._tails[b] = (b, 0)
             return tail
-        m2 = last_safe_point(self.text, lo, b)
+        m2 = punctuation_start(self.text, lo, b)
+        if m2 is None:
+            m2 = last_safe_point(self.text, lo, b)
         if m2 is None:
             return None
         tail = self._tails[b] = (m2, self._edge_count(self.text[m2:b]))
