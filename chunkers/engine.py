@@ -127,7 +127,7 @@ class LazySentences:
     where a chunk ends. A chunk ends at the last piece end within the budget, so
     the windows in between lie inside it whatever their sentences are. Windows
     start at paragraph and structural line breaks (a sentence starts there
-    anyway) where Punkt can restart (``FastPunkt.restarts_at``), and Punkt runs
+    anyway) where Punkt can restart (``FastPunkt.restarts``), and Punkt runs
     to the end of the first line after the window, so it makes the same
     decisions as on the whole text. Tests compare this with ``Pieces`` (the
     eager split)."""
@@ -137,8 +137,7 @@ class LazySentences:
         breaks = break_ends(self.text, a, b)  # all in (a, b]
         breaks.discard(b)
         self.breaks = sorted(breaks)
-        restart, text = fast_punkt().restart, self.text
-        clean = sorted({q for p in self.breaks if (q := restart(text, p)) is not None})
+        clean = fast_punkt().restarts(self.text, self.breaks)
         self.bounds = [a, *plan.source.drop_fenced(clean, a, b), b]  # no window edge inside a code block
         self.windows: dict[int, Pieces] = {}
 

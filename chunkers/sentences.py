@@ -159,14 +159,14 @@ class FastPunkt:
 
     # -- a text ---------------------------------------------------------------
 
-    def restart(self, text: str, p: int) -> int | None:
-        """Where Punkt may restart for a line start ``p`` at which a sentence starts
-        anyway: the first non-blank character from ``p``, unless realignment could
-        move a sentence start there (a closing quote or bracket). Run from there,
-        Punkt decides every later candidate as on the whole text, since each
-        decision reads only the words next to its candidate."""
-        m = self._restart(text, p)
-        return None if m is None else m.end()
+    def restarts(self, text: str, line_starts: list[int]) -> list[int]:
+        """Where Punkt may restart, for line starts at which a sentence starts
+        anyway: the first non-blank character from each, unless realignment could
+        move a sentence start there (a closing quote or bracket); ascending, once
+        each. Run from there, Punkt decides every later candidate as on the whole
+        text, since each decision reads only the words next to its candidate."""
+        match = self._restart
+        return sorted({m.end() for p in line_starts if (m := match(text, p))})
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""
