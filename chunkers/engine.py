@@ -30,16 +30,23 @@ from typing import Sequence
 
 from .base import Chunker
 from .chunk import Chunk
-from .levels import BLANK_LINES, Source, SplitLevel, break_ends, punkt_starts
+from .levels import Source, SplitLevel, break_ends, punkt_starts
 from .measure import Measure
+from .sentences import fast_punkt
 
 Span = tuple[int, int, int]  # start, end, section
 
 
-def trim(text: str, a: int, b: int) -> tuple[int, int]:
-    """``[a, b)`` less whitespace at both ends (``a == b`` when all blank)."""
+def skip_blank(text: str, a: int, b: int) -> int:
+    """The first non-whitespace position in ``[a, b)``, else ``b``."""
     while a < b and text[a].isspace():
         a += 1
+    return a
+
+
+def trim(text: str, a: int, b: int) -> tuple[int, int]:
+    """``[a, b)`` less whitespace at both ends (``a == b`` when all blank)."""
+    a = skip_blank(text, a, b)
     while b > a and text[b - 1].isspace():
         b -= 1
     return a, b
@@ -115,23 +122,22 @@ class Pieces:
         return self.last[i] - self.first[i] + 1 > budget
 
 
-# After a paragraph break, a letter or digit straight away makes a clean break:
-# sentence splitting can restart there without changing any sentence start after it.
-_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
-
-
 class LazySentences:
-    """The sentence pieces of ``[a, b)``, with Punkt run only on the paragraph
-    windows where a chunk ends. A chunk ends at the last piece end within the
-    budget, so the windows in between lie inside it whatever their sentences
-    are. Windows start at clean breaks (``_LETTER_OR_DIGIT``) and Punkt runs to
-    the end of the first line after the window, so it makes the same decisions
-    as on the whole text. Tests compare this with ``Pieces`` (the eager split)."""
+    """The sentence pieces of ``[a, b)``, with Punkt run only on the windows
+    where a chunk ends. A chunk ends at the last piece end within the budget, so
+    the windows in between lie inside it whatever their sentences are. Windows
+    start at paragraph and structural line breaks (a sentence starts there
+    anyway) where Punkt can restart (``FastPunkt.restarts``), and Punkt runs
+    to the end of the first line after the window, so it makes the same
+    decisions as on the whole text. Tests compare this with ``Pieces`` (the
+    eager split)."""
 
     def __init__(self, plan: "Plan", a: int, b: int) -> None:
         self.plan, self.text, self.a, self.b = plan, plan.text, a, b
-        self.breaks = sorted(p for p in break_ends(self.text, a, b) if a < p < b)
-        clean = [p for p in BLANK_LINES.find(plan.source, a, b) if _LETTER_OR_DIGIT.match(self.text, p)]
+        breaks = break_ends(self.text, a, b)  # all in (a, b]
+        breaks.discard(b)
+        self.breaks = sorted(breaks)
+        clean = fast_punkt().restarts(self.text, self.breaks)
         self.bounds = [a, *plan.source.drop_fenced(clean, a, b), b]  # no window edge inside a code block
         self.windows: dict[int, Pieces] = {}
 
@@ -292,7 +298,7 @@ class LevelChunker(Chunker):
         plan = Plan(source, measure, (), self.max_tokens, None)
         text, n = source.text, len(source.text)
         spans: list[Span] = []
-        a, _ = trim(text, 0, n)
+        a = skip_blank(text, 0, n)
         while a < n:
             e = plan.window_end(a, self.max_tokens, n)
             s, e2 = trim(text, a, e)
@@ -301,16 +307,20 @@ class LevelChunker(Chunker):
             if e >= n:
                 break
             # the next window starts a stride on, but never past this one's end (it may have been shortened)
-            nxt, _ = trim(text, min(e, measure.advance(a, self.max_tokens - self.overlap, n)), n)
+            # (not trim: it would walk a long blank tail of the text once per window)
+            nxt = skip_blank(text, min(e, measure.advance(a, self.max_tokens - self.overlap, n)), n)
             a = max(nxt, a + 1)
         spans, counts = self._repair(source, measure, spans, measure.exact_counts([s[:2] for s in spans]))
-        for i in range(1, len(spans)):
+        shared = measure.exact_counts([(spans[i][0], spans[i - 1][1]) for i in range(1, len(spans))])
+        for i in [i for i, n_shared in enumerate(shared, 1) if n_shared > self.overlap]:
             (_pa, pb, _), (a, b, sec) = spans[i - 1], spans[i]
             while a < pb and measure.exact_counts([(a, pb)])[0] > self.overlap:
                 a, _ = trim(text, measure.advance(a, 1, b), b)
             if (a, b) != spans[i][:2]:
                 spans[i], counts[i] = (a, b, sec), measure.exact_counts([(a, b)])[0]
-        return spans, counts
+        # a window wholly inside the previous one's end (a re-planned part) is emptied: it adds nothing
+        kept = [i for i, (a, b, _) in enumerate(spans) if a < b]
+        return [spans[i] for i in kept], [counts[i] for i in kept]
 
     def _extend(self, source: Source, measure: Measure, spans: list[Span], counts: list[int]):
         """Carry up to ``overlap`` tokens from the end of the previous chunk in the

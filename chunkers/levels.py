@@ -41,6 +41,20 @@ _CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
 _WORD = re.compile(r"\s+")
 
 
+def _fence_lines(text: str) -> list[re.Match]:
+    """``_FENCE``'s matches, in order: tried only on the lines where ``str.find``
+    sees a fence mark (``finditer`` would try the anchored pattern everywhere)."""
+    line_starts = set()
+    for mark in ("```", "~~~"):
+        p = text.find(mark)
+        while p >= 0:
+            start = text.rfind("\n", 0, p) + 1
+            if p - start <= 3:
+                line_starts.add(start)
+            p = text.find(mark, text.find("\n", p) + 1 or len(text))
+    return [m for start in sorted(line_starts) if (m := _FENCE.match(text, start))]
+
+
 def _heading_title(rest: str) -> str:
     """The title in the rest of a heading line (from its first non-blank
     character): its first character, then the rest less trailing blanks and
@@ -59,9 +73,7 @@ class Source:
         """``(start, end)`` of each fenced code block, closing fence included."""
         blocks = []
         opened = None
-        if "```" not in self.text and "~~~" not in self.text:
-            return blocks  # a substring test is far cheaper than the line regex
-        for m in _FENCE.finditer(self.text):
+        for m in _fence_lines(self.text):
             fence = m.group(1)
             if opened is None:
                 if not self._underlines(m):

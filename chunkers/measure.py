@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from typing import Callable, Sequence
 
 import numpy as np
@@ -51,6 +52,29 @@ def block_bounds(text: str, size: int) -> list[tuple[int, int]]:
 def is_line_safe(text: str, p: int) -> bool:
     """Whether ``p`` (< len(text)) is a safe point of the line kind (see ``_SAFE_ANY``)."""
     return p > 0 and text[p - 1] == "\n" and text[p] != "/" and not text[p].isspace()
+
+
+def ends_cleanly(text: str, b: int) -> bool:
+    """Whether the encoding of the whole text cuts at ``b`` (> 0) whatever follows,
+    with no pre-token before it reading past it: at the end, at a safe point, or
+    between a letter or digit and whitespace (a word or number pre-token stops
+    there, and only ones that start with whitespace or punctuation take whitespace)."""
+    return b == len(text) or _SAFE_ANY.match(text, b) is not None or (text[b].isspace() and text[b - 1].isalnum())
+
+
+# Not the apostrophe: o200k's word pre-token takes a contraction after it ("doesn't").
+_ASCII_PUNCTUATION = frozenset(string.punctuation) - {"'"}
+
+
+def punctuation_start(text: str, lo: int, b: int) -> int | None:
+    """Where a run of ASCII punctuation ending at ``b`` starts, when a letter or
+    digit comes before it (and it is at or after ``lo``): the encoding cuts there
+    (a word or number pre-token stops at punctuation with no letter after it), so
+    the edge after it is only the run, and runs repeat ("." ":" ")." ...)."""
+    r = b
+    while r > lo and text[r - 1] in _ASCII_PUNCTUATION:
+        r -= 1
+    return r if lo < r < b and text[r - 1].isalnum() else None
 
 
 def last_safe_point(text: str, lo: int, hi: int) -> int | None:
@@ -293,8 +317,14 @@ class OffsetMeasure(Measure):
         return head
 
     def _tail(self, lo: int, b: int) -> tuple[int, int] | None:
-        """The last safe point in ``[lo, b)`` and the token count of the edge after it."""
-        m2 = last_safe_point(self.text, lo, b)
+        """The last safe point in ``[lo, b)`` and the token count of the edge after
+        it; ``b`` itself, with no edge, when a span may end there (``ends_cleanly``)."""
+        if ends_cleanly(self.text, b):
+            tail = self._tails[b] = (b, 0)
+            return tail
+        m2 = punctuation_start(self.text, lo, b)
+        if m2 is None:
+            m2 = last_safe_point(self.text, lo, b)
         if m2 is None:
             return None
         tail = self._tails[b] = (m2, self._edge_count(self.text[m2:b]))

@@ -63,6 +63,7 @@ class FastPunkt:
         self.ortho = params.ortho_context
         self.sent_end, self.punctuation = parts.sent_end_chars, parts.punctuation
         self.candidates, self.words, self.realignment = parts.candidates, parts.words, parts.realignment
+        self._restart = re.compile(rf"\s*(?=\S)(?!{parts.realignment_start})").match
         self.numeric, self.initial, self.ellipsis = parts.numeric, parts.initial, parts.ellipsis
         self.lower_any, self.upper_any = parts.lower_any, parts.upper_any
         self.upper_mid, self.lower_begin = parts.upper_mid, parts.lower_begin
@@ -157,6 +158,15 @@ class FastPunkt:
         return found
 
     # -- a text ---------------------------------------------------------------
+
+    def restarts(self, text: str, line_starts: list[int]) -> list[int]:
+        """Where Punkt may restart, for line starts at which a sentence starts
+        anyway: the first non-blank character from each, unless realignment could
+        move a sentence start there (a closing quote or bracket); ascending, once
+        each. Run from there, Punkt decides every later candidate as on the whole
+        text, since each decision reads only the words next to its candidate."""
+        match = self._restart
+        return sorted({m.end() for p in line_starts if (m := match(text, p))})
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""

@@ -56,6 +56,15 @@ def test_fixed_windows_with_overlap_step_by_budget_minus_overlap():
     assert [(c.start, c.end) for c in chunks] == [(0, 1000), (800, 1800), (1600, 2600), (2400, 3000)]
 
 
+def test_fixed_overlap_drops_a_re_planned_window_inside_the_previous_one():
+    # "café 🦙." is over 4 tokens: re-planned, its first part lies inside the window before
+    text = "the. the. the. café 🦙.\n\n"
+    chunker = chunkers.get("fixed", max_tokens=4, overlap=1)
+    chunks = chunker(text)
+    check_chunks(text, chunks, chunker)
+    assert [(c.start, c.end) for c in chunks] == [(0, 9), (8, 19), (20, 22)]
+
+
 def test_paragraph_merges_tiny_paragraphs_up_to_min_tokens():
     text = "Tiny.\n\nAlso tiny.\n\n" + "A longer paragraph with quite a few words in it, " * 3 + "done."
     chunks = chunkers.get("paragraph", max_tokens=200, min_tokens=10)(text)

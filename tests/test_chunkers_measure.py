@@ -33,7 +33,7 @@ def test_exact_counts_on_the_sample_notes(markdown_notes):
 
 PIECES = st.sampled_from(["word", " ", "\n", "\n\n", "  \n", "\t", ".", "!!", "123456", "日本", "🦙", "'s", "x" * 40, "\r\n", " -- ",
                           "é", "e\u0301", " The", "camelCase", "it's", " I'M", "/", ".\n", " 3.5", "Ωmega", " ünï", "\u00a0", "(x)", "_",
-                          "\n/", "//", "'S", "'ll", "\r", "?!\n", "://", " /", "\n\n/", "*/\n"])
+                          "\n/", "//", "'S", "'ll", "\r", "?!\n", "://", " /", "\n\n/", "*/\n", "n't", ").", "3."])
 
 
 @settings(max_examples=int(__import__('os').environ.get('NOTELOOM_HYPOTHESIS_EXAMPLES', 200)), deadline=None)

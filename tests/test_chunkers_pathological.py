@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import chunkers
 from chunkers.engine import LazySentences, Plan, trim
-from chunkers.levels import Source, structural_line_ends
+from chunkers.levels import _FENCE, Source, _fence_lines, break_ends, structural_line_ends
 from chunkers.sentences import fast_punkt
 from tests.invariants import check_chunks
 
@@ -154,7 +154,7 @@ def test_one_megabyte_word():
 _OLD_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*?)[ \t#]*$", re.M)
 _OLD_LINE_BEFORE_ITEM = re.compile(r"\n(?=[ \t]*(?:[-*+•][ \t]|\d{1,3}[.)][ \t]|[>|#]|[ \t]{2,}\S))")
 _OLD_LINE_AFTER_END = re.compile(r"[.!?:;][ \t]*\n")
-_OLD_CLEAN_BREAK = re.compile(r"\n(?:[ \t]*\n)+(?=[^\W_])")
+_CLOSERS = "\"')]}\u2018\u2019\u201c\u201d\xab\xbb"  # what NLTK's realignment pattern starts with
 
 MARKUP = st.text(alphabet=st.sampled_from(list("# \t\n\r-*+•>|`~.!?:;1x_é/)") + ["\u3000", "\u00a0"]), max_size=300)
 
@@ -176,6 +176,12 @@ def test_headings_match_the_lazy_pattern(text):
 
 @settings(max_examples=300, deadline=None)
 @given(text=MARKUP)
+def test_fence_lines_match_the_anchored_pattern(text):
+    assert [m.span() for m in _fence_lines(text)] == [m.span() for m in _FENCE.finditer(text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=MARKUP)
 def test_structural_line_breaks_match_the_nested_pattern(text):
     old = {m.end() for m in _OLD_LINE_AFTER_END.finditer(text)} | {m.end() for m in _OLD_LINE_BEFORE_ITEM.finditer(text)}
     assert structural_line_ends(text, 0, len(text)) == old
@@ -183,18 +189,22 @@ def test_structural_line_breaks_match_the_nested_pattern(text):
 
 @settings(max_examples=300, deadline=None)
 @given(text=MARKUP)
-def test_clean_paragraph_breaks_match_the_look_ahead_pattern(text):
+def test_sentence_windows_start_where_punkt_can_restart(text):
+    """Windows start at the first non-blank character after a paragraph or
+    structural line break, unless it is a closing quote or bracket (which Punkt's
+    realignment could move) or it lies inside a code block."""
     chunker = chunkers.get("sentence", max_tokens=64)
     source = Source(text)
     a, b = trim(text, 0, len(text))
     if a >= b:
         return
     lazy = LazySentences(Plan(source, chunker.tokenizer.measure(text), chunker.levels, 64, None), a, b)
-    old = [p for m in _OLD_CLEAN_BREAK.finditer(text, a, b) if a < (p := m.end()) < b and source.fence_at(p) is None]
+    firsts = {len(text) - len(text[p:].lstrip()) for p in break_ends(text, a, b) if a < p < b}
+    expected = sorted(q for q in firsts if text[q] not in _CLOSERS and source.fence_at(q) is None)
     inside = source.fence_at(a + 1)
     if inside is not None and inside[0] <= a and b <= inside[1]:  # a span inside one code block keeps all
-        old = [p for m in _OLD_CLEAN_BREAK.finditer(text, a, b) if a < (p := m.end()) < b]
-    assert lazy.bounds == [a, *old, b]
+        expected = sorted(q for q in firsts if text[q] not in _CLOSERS)
+    assert lazy.bounds == [a, *expected, b]
 
 
 # --- group mode: a group's count grown by a unit's, against encoding it again ---

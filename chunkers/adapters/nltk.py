@@ -12,6 +12,7 @@ NLTK's fixed ones, not user input).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,14 @@ def _unguarded(pattern):
     return getattr(pattern, "_rx", pattern)
 
 
+def _leading_class(pattern: str) -> str:
+    """The character class ``pattern`` starts with (``[...]``)."""
+    m = re.match(r"\[(?:\\.|[^\\\]])*\]", pattern)
+    if m is None:
+        raise ValueError(f"NLTK's realignment pattern no longer starts with a character class: {pattern!r}")
+    return m.group()
+
+
 @dataclass(frozen=True)
 class PunktParts:
     """What FastPunkt needs from a ``PunktSentenceTokenizer``."""
@@ -35,6 +44,7 @@ class PunktParts:
     candidates: Any  # period context pattern
     words: Any  # word tokenizer pattern
     realignment: Any
+    realignment_start: str  # the character class a realignment match starts with
     numeric: Any
     initial: Any
     ellipsis: Any
@@ -57,6 +67,7 @@ def punkt_parts(tokenizer) -> PunktParts:
         candidates=_unguarded(lang.period_context_re()),
         words=_unguarded(lang._word_tokenizer_re()),  # noqa: SLF001
         realignment=_unguarded(lang.re_boundary_realignment),
+        realignment_start=_leading_class(_unguarded(lang.re_boundary_realignment).pattern),
         numeric=_unguarded(token._RE_NUMERIC),  # noqa: SLF001
         initial=_unguarded(token._RE_INITIAL),  # noqa: SLF001
         ellipsis=_unguarded(token._RE_ELLIPSIS),  # noqa: SLF001
