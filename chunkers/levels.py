@@ -21,7 +21,7 @@ from typing import Callable
 from .sentences import fast_punkt
 
 # Up to 3 spaces of indent (a tab is 4 columns: that is an indented block).
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
 # A heading line; its title is the rest of the line less any closing ``#`` run
 # and trailing blanks. That tail is stripped with ``str.rstrip``: a lazy title
 # followed by ``[ \t#]*$`` backtracks quadratically on a long "# # # ... x" line.
@@ -41,8 +41,8 @@ _CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
 _WORD = re.compile(r"\s+")
 
 
-def _fence_lines(text: str) -> list[re.Match]:
-    """``_FENCE``'s matches, in order: tried only on the lines where ``str.find``
+def fence_lines(text: str) -> list[re.Match]:
+    """``FENCE``'s matches, in order: tried only on the lines where ``str.find``
     sees a fence mark (``finditer`` would try the anchored pattern everywhere)."""
     line_starts = set()
     for mark in ("```", "~~~"):
@@ -52,7 +52,7 @@ def _fence_lines(text: str) -> list[re.Match]:
             if p - start <= 3:
                 line_starts.add(start)
             p = text.find(mark, text.find("\n", p) + 1 or len(text))
-    return [m for start in sorted(line_starts) if (m := _FENCE.match(text, start))]
+    return [m for start in sorted(line_starts) if (m := FENCE.match(text, start))]
 
 
 def _heading_title(rest: str) -> str:
@@ -73,7 +73,7 @@ class Source:
         """``(start, end)`` of each fenced code block, closing fence included."""
         blocks = []
         opened = None
-        for m in _fence_lines(self.text):
+        for m in fence_lines(self.text):
             fence = m.group(1)
             if opened is None:
                 if not self._underlines(m):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import chunkers
 from chunkers.engine import LazySentences, Plan, trim
-from chunkers.levels import _FENCE, Source, _fence_lines, break_ends, structural_line_ends
+from chunkers.levels import FENCE, Source, fence_lines, break_ends, structural_line_ends
 from chunkers.sentences import fast_punkt
 from tests.invariants import check_chunks
 
@@ -177,7 +177,7 @@ def test_headings_match_the_lazy_pattern(text):
 @settings(max_examples=300, deadline=None)
 @given(text=MARKUP)
 def test_fence_lines_match_the_anchored_pattern(text):
-    assert [m.span() for m in _fence_lines(text)] == [m.span() for m in _FENCE.finditer(text)]
+    assert [m.span() for m in fence_lines(text)] == [m.span() for m in FENCE.finditer(text)]
 
 
 @settings(max_examples=300, deadline=None)
