@@ -120,11 +120,21 @@ class IndexKeeper:
                 self._notice(f"{exc}; rebuilding the index from the SQLite store")
         if (
             self._index is not None
-            and not self._writing
             and time.monotonic() - self._last_rebuild < STALE_REBUILD_SECONDS
+            and self._writer_elsewhere()
         ):
             return  # an ingest is committing batches elsewhere; hits are re-checked against SQLite
         self._rebuild()
+
+    def _writer_elsewhere(self) -> bool:
+        """Whether another writer holds the folder's lock now. One that died (or
+        finished without saving the index) holds nothing: then the index is rebuilt
+        at once rather than served stale for STALE_REBUILD_SECONDS."""
+        try:
+            with write_lock(self.folder, blocking=False):
+                return False
+        except BlockingIOError:
+            return True
 
     def _rebuild(self) -> None:
         db = self.store.db

@@ -145,3 +145,30 @@ class IngestMachine(RuleBasedStateMachine):
 IngestMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 TestIngestStateful = IngestMachine.TestCase
+
+
+def test_an_ingest_that_died_mid_way_is_seen_at_once_by_an_open_notebook(tmp_path):
+    # The case the machine above found: a reader built its (empty) index a moment
+    # ago, then another writer committed one batch and died without saving the
+    # index. With no writer left holding the lock, the reader rebuilds now instead
+    # of serving the stale index for STALE_REBUILD_SECONDS.
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (notes / name).write_text(f"text of {name}", encoding="utf-8")
+    reader = Notebook(tmp_path / "data", embedder=hashed_embedder)
+    assert reader.index().count == 0
+    calls = {"n": 0}
+
+    def dies_after_one_batch(texts):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise Crash()
+        return hashed_embedder(texts)
+
+    try:
+        Ingestor(Notebook(tmp_path / "data", embedder=dies_after_one_batch), batch_chunks=0).ingest_paths([notes])
+    except Crash:
+        pass
+    counts = check_store_consistent(reader)
+    assert reader.index().count == reader.counts().chunks >= 1, counts
