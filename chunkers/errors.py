@@ -18,6 +18,10 @@ Non-string text raises plain ``TypeError``.
 
 from __future__ import annotations
 
+# One class for every package (runtime owns the optional model stack); its message
+# names the noteloom extra to install.
+from runtime.errors import MissingDependencyError
+
 
 class ChunkingError(ValueError):
     """Base class of the chunkers library's value errors."""
@@ -33,17 +37,6 @@ class UnknownChunkerError(ChunkingError, LookupError):
 
 class UnknownTokenizerError(ChunkingError, LookupError):
     """The tokenizer specification matches no known tokenizer."""
-
-
-class MissingDependencyError(ImportError):
-    """An optional dependency needed for this feature is not installed."""
-
-    def __init__(self, package: str, feature: str, extra: str | None = None) -> None:
-        # ``extra``: the noteloom extra that brings the package (see pyproject.toml)
-        hint = f"pip install 'noteloom[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(f"{feature} needs the package {package!r}: {hint}")
-        self.package = package
-        self.extra = extra
 
 
 class UnsupportedVersionError(MissingDependencyError):
