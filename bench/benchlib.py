@@ -148,6 +148,23 @@ class LoadMeter:
                 f"load average {self.l0} -> {loadavg()}")
 
 
+def wait_healthy(client, process: subprocess.Popen, seconds: float, pause: float = 0.25) -> None:
+    """Poll ``GET /health`` on an httpx ``client`` until it answers 200; RuntimeError
+    when the server ``process`` exits first or ``seconds`` pass."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start within {seconds:g} s (exit status {process.poll()})")
+        time.sleep(pause)
+
+
 def pct(values: Sequence[float], q: float) -> float:
     import numpy as np
 

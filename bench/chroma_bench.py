@@ -141,6 +141,9 @@ def _noteloom() -> list[str]:
 def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[str], data_dir: Path | None) -> dict:
     import httpx
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    import benchlib
+
     work = Path(tempfile.mkdtemp(prefix="chroma-bench-"))
     data = data_dir or work / "data"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -157,16 +160,10 @@ def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[s
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=120) as client:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server did not start:\n{server.stderr.read()[-2000:] if server.stderr else ''}")
-                time.sleep(0.5)
+            try:
+                benchlib.wait_healthy(client, server, 180)
+            except RuntimeError as exc:
+                raise SystemExit(f"{exc}:\n{server.stderr.read()[-2000:] if server.stderr else ''}") from None
             rows = {}
             for mode in modes:
                 retrievals, seconds = [], []

@@ -564,15 +564,10 @@ def bench_server(folder: Path, report: list[str], n_search: int = 100, n_ask: in
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
-            while True:
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.perf_counter() - t0 > 300:
-                    raise RuntimeError(f"server did not start: see {log_file.name}")
-                time.sleep(0.25)
+            try:
+                B.wait_healthy(client, proc, 300)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}: see {log_file.name}") from None
             startup = time.perf_counter() - t0
             after_start = status_kb(proc.pid)
             qs = queries()
