@@ -336,7 +336,7 @@ class LevelChunker(Chunker):
         backs = measure.back_many([spans[i - 1][0] for i in wanted], [spans[i - 1][1] for i in wanted], list(rooms.values()))
         candidates: dict[int, int] = {}
         for i, s in zip(wanted, backs):
-            (pa, pb, _), (a, b, _) = spans[i - 1], spans[i]
+            (pa, pb, _), (a, _, _) = spans[i - 1], spans[i]
             s = max(s, pa + 1)  # never swallow the whole previous chunk
             if not text[s - 1].isspace():
                 m = _TO_NEXT_WORD.match(text, s, pb)

@@ -42,7 +42,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from retrieval.errors import WriteLockTimeoutError
 
-from .capacity import Limit, default_limits, parse_limits  # noqa: F401  (re-exported: the limits live beside the settings)
+from .capacity import Limit, default_limits
 
 ROUTE_CLASSES: dict[tuple[str, str], str] = {
     ("POST", "/ask"): "ask",

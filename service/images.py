@@ -18,7 +18,7 @@ from litestar.response import File, Response
 
 from imagegen import ClipScorer, DiffusersBackend, GenerationRequest, PromptBuilder, generate_and_rank
 
-from .imagefile import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image  # noqa: F401  (re-exported)
+from .imagefile import decode_image
 from .jobs import Job, Jobs
 from .models import (MAX_IDEA_CHARS, MAX_SCORE_IMAGES, Error, GenerateBody, Generated, GenerateUpload, Generation, GeneratedImage, JobAccepted,
                      JobCancel, JobStatus, ScoreResponse, ScoreUpload, declared_body, decode, errors, short_repr)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from imagegen.errors import ImageError, ImageTooLargeError, ModelNotFoundError, UnsupportedImageError
 from service.errors import status_for
-from service.images import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image
+from service.imagefile import IMAGE_FORMATS, MAX_IMAGE_PIXELS, decode_image
 from tests.conftest import colour
 from tests.helpers import serve, stop
 

@@ -21,7 +21,8 @@ import pytest
 
 from retrieval import Notebook
 from retrieval.errors import WriteLockTimeoutError
-from service.admission import CHEAP_WRITES, ROUTE_CLASSES, Gate, Limit, parse_limits, route_key
+from service.admission import CHEAP_WRITES, ROUTE_CLASSES, Gate, route_key
+from service.capacity import Limit, parse_limits
 from tests.helpers import serve, stop
 
 ROOT = Path(__file__).resolve().parent.parent
