@@ -196,10 +196,10 @@ class Plan:
     """Spans for one text: ``out``, in text order."""
 
     def __init__(self, source: Source, measure: Measure, levels: Sequence[SplitLevel], budget: int,
-                 min_tokens: int | None, section: int = 0) -> None:
+                 min_tokens: int | None, section: int = 0, out: "list[Span] | Finisher | None" = None) -> None:
         self.source, self.text, self.measure, self.levels = source, source.text, measure, levels
         self.budget, self.min_tokens, self.section = max(1, budget), min_tokens, section
-        self.out: list[Span] = []
+        self.out = [] if out is None else out
 
     def split(self, a: int, b: int, li: int = 0) -> None:
         a, b = trim(self.text, a, b)
@@ -259,6 +259,59 @@ class Plan:
 _TO_NEXT_WORD = re.compile(r"\S{0,199}\s+")
 
 
+class Finisher:
+    """Chunks from planned spans, finished batch by batch as the plan appends them
+    in text order: exact counts, repairs, overlap and ``Chunk`` objects are made
+    while helper threads still encode the rest of the text, not after it."""
+
+    BATCH = 64  # spans per exact-count call: fewer calls, yet little left for the end
+
+    def __init__(self, chunker: "LevelChunker", source: Source, measure: Measure) -> None:
+        self.chunker, self.source, self.measure = chunker, source, measure
+        self.pending: list[Span] = []
+        self.done: list[Chunk] = []
+        self.previous: tuple[Span, int] | None = None  # the last span as planned (before overlap) and its count
+
+    def append(self, span: Span) -> None:
+        self.pending.append(span)
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def add(self, spans: list[Span], counts: list[int]) -> None:
+        """Spans already counted exactly and final (strided windows)."""
+        self._emit(spans, counts)
+
+    def flush(self) -> None:
+        spans, self.pending = self.pending, []
+        if not spans:
+            return
+        chunker, measure = self.chunker, self.measure
+        spans, counts = chunker._repair(self.source, measure, spans, measure.exact_counts([s[:2] for s in spans]))
+        planned = spans[-1], counts[-1]
+        if chunker.overlap:  # each chunk may reach back into the one before, also across batches
+            carried = self.previous is not None
+            if carried:
+                spans, counts = [self.previous[0], *spans], [self.previous[1], *counts]
+            spans, counts = chunker._extend(self.source, measure, spans, counts)
+            if carried:
+                spans, counts = spans[1:], counts[1:]
+        self.previous = planned
+        self._emit(spans, counts)
+
+    def _emit(self, spans: list[Span], counts: list[int]) -> None:
+        text, base = self.source.text, len(self.done)
+        paths = self.source.heading_paths([a for a, _, _ in spans])
+        self.done += [
+            Chunk(text[a:b], a, b, n, base + i, {"headings": list(path)})
+            for i, ((a, b, _), n, path) in enumerate(zip(spans, counts, paths))
+        ]
+
+    def chunks(self) -> list[Chunk]:
+        self.flush()
+        self.measure.finish()  # joins the encoding threads, re-raising any error of theirs
+        return self.done
+
+
 class LevelChunker(Chunker):
     """A chunker defined by its ordered ``levels``; see the module docstring."""
 
@@ -272,22 +325,18 @@ class LevelChunker(Chunker):
             return []
         source = Source(text)
         measure = self.tokenizer.measure(text)
+        finisher = Finisher(self, source, measure)
         if not self.levels and self.overlap:
-            spans, counts = self._strided_windows(source, measure)
+            finisher.add(*self._strided_windows(source, measure))
         else:
-            spans = self.plan(source, measure, 0, len(text), self.max_tokens - self.overlap)
-            spans, counts = self._repair(source, measure, spans, measure.finish().exact_counts([s[:2] for s in spans]))
-            if self.overlap:
-                spans, counts = self._extend(source, measure, spans, counts)
-        paths = source.heading_paths([a for a, _, _ in spans])
-        return [
-            Chunk(text[a:b], a, b, n, i, {"headings": list(path)})
-            for i, ((a, b, _), n, path) in enumerate(zip(spans, counts, paths))
-        ]
+            self.plan(source, measure, 0, len(text), self.max_tokens - self.overlap, out=finisher)
+        return finisher.chunks()
 
-    def plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0) -> list[Span]:
-        """Spans of ``[a, b)`` within ``budget``; chunkers with their own pieces override this."""
-        plan = Plan(source, measure, self.levels, budget, self.min_tokens, section)
+    def plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0,
+             out: "list[Span] | Finisher | None" = None) -> "list[Span] | Finisher":
+        """Spans of ``[a, b)`` within ``budget``, appended to ``out`` in text order;
+        chunkers with their own pieces override this."""
+        plan = Plan(source, measure, self.levels, budget, self.min_tokens, section, out)
         plan.split(a, b)
         return plan.out
 

@@ -76,16 +76,16 @@ class SemanticChunker(LevelChunker):
             return -1.0
         return float(np.percentile(similarities, 100 - self.percentile))
 
-    def plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0):
+    def plan(self, source: Source, measure: Measure, a: int, b: int, budget: int, section: int = 0, out=None):
         """Units merged by the engine's merge loop, a new chunk starting at every
         unit less similar to the one before than the cut."""
         units = self._units.chunk(source.text[a:b])
         if not units:
-            return []
+            return [] if out is None else out
         vectors = self.embed([u.text for u in units])
         sims = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
         stops = (np.flatnonzero(sims < self.cut_similarity(sims)) + 1).tolist()
-        plan = Plan(source, measure, (), budget, None, section)
+        plan = Plan(source, measure, (), budget, None, section, out)
         Pieces(plan, a, b, [a + u.start for u in units[1:]], stops=stops).merge(plan, 0)
         return plan.out
 
