@@ -19,7 +19,9 @@ encoding threads. Chunk ends are whitespace-trimmed (``trim``). With ``overlap``
 the plan uses ``max_tokens - overlap``, then each chunk starts up to ``overlap``
 tokens earlier inside the previous chunk of its section, on a word boundary;
 fixed windows come out as 0:1000, 800:1800, ... Every chunk is counted again
-exactly; one over budget is re-planned with a tighter budget.
+exactly; one over budget is re-planned with a tighter budget. ``Finisher`` does
+that (and the overlap and the ``Chunk`` objects) batch by batch as the plan
+appends spans, so it runs beside the encoding threads rather than after them.
 """
 
 from __future__ import annotations
