@@ -17,7 +17,6 @@ import sqlite3
 from typing import Annotated, Any, Callable, Iterator, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
 
 from retrieval import Notebook
 from retrieval.errors import DocumentNotFoundError, RetrievalError
@@ -25,8 +24,15 @@ from retrieval.integrity import translate
 from retrieval.records import document_id
 from retrieval.search import MAX_FILTER_CHARS, MAX_FILTER_TAGS, MAX_K
 
+from runtime import MissingDependencyError
+
 from . import models
 from .errors import status_for
+
+try:  # the tools' argument schemas
+    from pydantic import BaseModel, ConfigDict, Field
+except ImportError as exc:  # pragma: no cover - [mcp] brings it
+    raise MissingDependencyError("pydantic", "the MCP server", "mcp") from exc
 
 URI_PREFIX = "noteloom://documents/"
 MAX_CONTEXT_CHARS = 10_000
@@ -165,9 +171,13 @@ def _prompt_builder(notebook: Notebook):
 def build_server(tools: NotebookTools, *, name: str = "noteloom"):
     """An ``MCPServer`` whose tools and resources call ``tools`` (on worker threads)."""
     import anyio
-    from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-    from mcp_types import Resource, ToolAnnotations
+
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+        from mcp.types import Resource, ToolAnnotations
+    except ImportError as exc:
+        raise MissingDependencyError("mcp", "the MCP server", "mcp") from exc
 
     class NotesServer(MCPServer):
         async def list_resources(self) -> list[Resource]:  # one per document, as stored now
