@@ -40,6 +40,7 @@ SWAP_GLOBS = ("*.swp", "*.swo", "*.swx", "*~", "#*#", ".#*", "4913", "*.tmp", "*
               ".~lock.*#", "*___jb_tmp___", "*___jb_old___")
 VAULT_FOLDERS = (".obsidian", ".trash")  # hidden anyway (every hidden name is); named here for the reader
 ADDED, MODIFIED, DELETED = 1, 2, 3  # watchfiles.Change values
+WAKE_MS = 250  # with no events, the loop still wakes this often: the first wake starts the catch-up, later ones retry
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,9 @@ class Watcher:
         met another writer holding the lock past the notebook's bound is retried."""
         watch = _watchfiles()
         pending = Batch()
-        timeout_ms = max(50, int(self.options.retry_seconds * 1000))
         events = watch(*self.roots, watch_filter=lambda change, path: not self.ignored(Path(path)),
                        debounce=self.options.debounce_ms, step=self.options.step_ms, stop_event=stop,
-                       rust_timeout=timeout_ms, yield_on_timeout=True, raise_interrupt=False)
+                       rust_timeout=WAKE_MS, yield_on_timeout=True, raise_interrupt=False)
         for changes in events:  # the first comes after a timeout at most: the watches are in place by then
             pending.merge(plan(((int(c), p) for c, p in changes), self.ignored))
             if not self.ready.is_set():

@@ -263,8 +263,17 @@ def cmd_watch(args, settings: Settings) -> int:
 
     nb = wiring.notebook(settings)
     ingestor = Ingestor(nb, _chunking(args, settings), follow_links=args.follow_links, limits=wiring.load_limits(settings))
-    watcher = Watcher(ingestor, args.paths, wiring.watch_options(settings), on_report=_print_batch)
-    print(f"noteloom: watching {', '.join(map(str, watcher.roots))} (Ctrl-C stops)", file=sys.stderr)
+    reports = 0
+
+    def show(report) -> None:
+        nonlocal reports
+        reports += 1
+        if reports == 1:  # the catch-up scan: what changed while nothing watched
+            print(f"noteloom watch: caught up: {report.summary()}", file=sys.stderr, flush=True)
+        _print_batch(report)
+
+    watcher = Watcher(ingestor, args.paths, wiring.watch_options(settings), on_report=show)
+    print(f"noteloom: watching {', '.join(map(str, watcher.roots))} (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         watcher.run()
     except KeyboardInterrupt:
