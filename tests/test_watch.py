@@ -263,3 +263,27 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="step_ms <= debounce_ms"):
         WatchOptions(debounce_ms=10, step_ms=50)
     assert not Batch()
+
+
+def test_serve_watch_makes_new_notes_searchable_over_http(vault, tmp_path):
+    """`noteloom serve --watch`: the watcher writes through the notebook the API serves."""
+    import httpx
+
+    from tests.helpers import serve, stop
+
+    folder, _ = vault
+    proc, base = serve(tmp_path / "data", {"NOTELOOM_EMBEDDING_MODEL": "hashing"},
+                       command=[sys.executable, "-m", "service.cli"], extra=["--watch", str(folder)])
+    try:
+        def found(word: str) -> set[str]:
+            hits = httpx.post(base + "/search", json={"query": word, "mode": "lexical"}, timeout=10).json()["hits"]
+            return {h["source"] for h in hits}
+
+        reader = Reader(tmp_path / "data")
+        reader.until(lambda: found("quokka") == {"vault/alpha.md"}, "the catch-up scan", proc)
+        (folder / "served.md").write_text("The served jerboa.\n", encoding="utf-8")
+        reader.until(lambda: found("jerboa") == {"vault/served.md"}, "a new note over HTTP", proc)
+        (folder / "served.md").unlink()
+        reader.until(lambda: not found("jerboa"), "a deleted note over HTTP", proc)
+    finally:
+        stop(proc)
