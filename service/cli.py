@@ -253,7 +253,17 @@ def cmd_mcp(args, settings: Settings) -> int:
     nb.warm()  # the model and index load before the client's first call, not during it
     server = build_server(NotebookTools(nb))
     with _watching(args.watch, settings, nb):
-        server.run("stdio")  # stdout carries the protocol: everything else goes to stderr
+        if args.http is None:
+            server.run("stdio")  # stdout carries the protocol: everything else goes to stderr
+        else:
+            import uvicorn
+
+            from .mcp import http_app
+
+            print(f"noteloom: MCP on http://127.0.0.1:{args.http}/mcp"
+                  + ("" if settings.api_key else " (no NOTELOOM_API_KEY: open to every local user)"), file=sys.stderr)
+            uvicorn.run(http_app(server, settings.api_key or None), host="127.0.0.1", port=args.http, log_level="warning",
+                        timeout_graceful_shutdown=5)
     return 0
 
 
@@ -408,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = sub.add_parser("mcp", help="serve the notes to AI assistants over the Model Context Protocol (stdio)")
     mcp.add_argument("--watch", nargs="+", metavar="PATH", default=None,
                      help="also keep these folders in step with the notebook (see `noteloom watch`)")
+    mcp.add_argument("--http", type=int, default=None, metavar="PORT",
+                     help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio, behind NOTELOOM_API_KEY")
     mcp.set_defaults(handler=cmd_mcp)
 
     watch = sub.add_parser("watch", help="keep the notebook in step with folders as their files change")

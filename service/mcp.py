@@ -246,5 +246,36 @@ def build_server(tools: NotebookTools, *, name: str = "noteloom"):
     return server
 
 
+def http_app(server, api_key: str | None):
+    """``server`` as streamable HTTP (at ``/mcp``), each request checked for the HTTP
+    API's key (``X-API-Key`` or ``Authorization: Bearer``) as the API checks it."""
+    import json
+
+    from .app import authorised
+
+    inner = server.streamable_http_app()
+    refusal = json.dumps({"status_code": 401, "error": "NotAuthorizedException",
+                          "detail": "missing or wrong API key: send it as X-API-Key or Authorization: Bearer"}).encode()
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            if not authorised(_Headers(headers), api_key):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": refusal})
+                return
+        await inner(scope, receive, send)
+
+    return app
+
+
+class _Headers:
+    """What ``authorised`` reads of a connection: its headers (lower-case names)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
 INSTRUCTIONS = ("Search and read the user's notes. Cite with source, start and end: they are character offsets "
                 "into the stored text, and `read` (or the document's resource) returns exactly that text.")

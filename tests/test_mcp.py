@@ -6,7 +6,9 @@ document's resource return; results and error messages are the HTTP API's."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -172,3 +174,41 @@ def test_build_prompt_fits_its_budget(session):
     prompt = session["prompt"]
     assert prompt["prompt"] and prompt["tokens"]["prompt"] <= prompt["budget"] == 20
     assert isinstance(prompt["dropped"], list) and isinstance(prompt["context"], list)
+
+
+def test_streamable_http_is_behind_the_api_key(data):
+    import httpx
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.helpers import free_port, stop
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "mcp", "--http", str(port)],
+                            env={**BASE_ENV, "NOTELOOM_API_KEY": "sesame"}, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, timeout=5)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the MCP HTTP server did not start: " + proc.stderr.read())
+                time.sleep(0.3)
+        assert refused.status_code == 401 and "missing or wrong API key" in refused.json()["detail"]
+        assert httpx.post(url, json={}, headers={"X-API-Key": "wrong"}, timeout=5).status_code == 401
+
+        async def talk() -> tuple[dict, dict]:
+            async with httpx2.AsyncClient(headers={"Authorization": "Bearer sesame"}, timeout=60) as http:
+                async with Client(streamable_http_client(url, http_client=http)) as client:
+                    hits = structured(await client.call_tool("search", {"query": QUERIES[0], "k": 2}))["hits"]
+                    read = structured(await client.call_tool("read", {"chunk_id": hits[0]["chunk_id"]}))
+                    return hits[0], read
+
+        hit, read = anyio.run(talk)
+        assert read["text"] == hit["text"] and (read["start"], read["end"]) == (hit["start"], hit["end"])
+    finally:
+        stop(proc)
