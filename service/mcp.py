@@ -18,12 +18,12 @@ from typing import Annotated, Any, Callable, Iterator, Literal
 
 import msgspec
 
+from ingest.sources import MAX_COLLECTION_CHARS, MAX_SOURCE_CHARS
 from retrieval import Notebook
 from retrieval.errors import DocumentNotFoundError, RetrievalError
 from retrieval.integrity import translate
 from retrieval.records import document_id
 from retrieval.search import MAX_FILTER_CHARS, MAX_FILTER_TAGS, MAX_K
-
 from runtime import MissingDependencyError
 
 from . import models
@@ -42,6 +42,8 @@ Query = Annotated[str, Field(max_length=models.MAX_QUERY_CHARS, description="wha
 K = Annotated[int, Field(ge=1, le=MAX_K, description="how many passages")]
 Mode = Literal["hybrid", "dense", "lexical"]
 Offset = Annotated[int, Field(ge=0, le=models.MAX_OFFSET)]
+Source = Annotated[str, Field(min_length=1, max_length=MAX_COLLECTION_CHARS + 1 + MAX_SOURCE_CHARS,
+                              description="collection/path, as hits and citations name it")]
 
 
 class Filters(BaseModel):
@@ -149,10 +151,9 @@ class NotebookTools:
         out["tokens"] = {"prompt": result.tokens["prompt"], "negative_prompt": result.tokens["negative_prompt"]}
         return msgspec.to_builtins(msgspec.convert(out, models.PromptResponse))
 
-    def resource(self, doc_id: int) -> tuple[str, str]:
-        """A document's stored text and its MIME type."""
-        doc = self.notebook.document(doc_id)
-        return doc.text, MIME_BY_KIND.get(doc.kind, "text/plain")
+    def resource(self, doc_id: int) -> str:
+        """A document's stored text, which citations' offsets index."""
+        return self.notebook.document(doc_id).text
 
     def resources(self) -> list[dict]:
         out, offset = [], 0
@@ -205,7 +206,7 @@ def build_server(tools: NotebookTools, *, name: str = "noteloom"):
         return call(tools.ask, question=question, k=k)
 
     @server.tool(annotations=read_only)
-    def read(source: str | None = None, doc_id: Annotated[int, Field(ge=0, le=models.MAX_ID)] | None = None,
+    def read(source: Source | None = None, doc_id: Annotated[int, Field(ge=0, le=models.MAX_ID)] | None = None,
              chunk_id: Annotated[int, Field(ge=0, le=models.MAX_ID)] | None = None, start: Offset | None = None,
              end: Offset | None = None,
              context: Annotated[int, Field(ge=0, le=MAX_CONTEXT_CHARS, description="characters shown before and after")] = 0,
@@ -239,7 +240,7 @@ def build_server(tools: NotebookTools, *, name: str = "noteloom"):
         if not doc_id.isdigit():
             raise ResourceNotFoundError(f"no document with id {doc_id!r}")
         try:
-            return tools.resource(int(doc_id))[0]
+            return tools.resource(int(doc_id))
         except DocumentNotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from None
 

@@ -287,3 +287,36 @@ def test_serve_watch_makes_new_notes_searchable_over_http(vault, tmp_path):
         reader.until(lambda: not found("jerboa"), "a deleted note over HTTP", proc)
     finally:
         stop(proc)
+
+
+def test_a_batch_that_times_out_on_the_lock_is_retried(tmp_path):
+    """As in `serve --watch`, where writes wait at most NOTELOOM_WRITE_LOCK_SECONDS."""
+    from ingest import Ingestor
+    from ingest.watch import Watcher
+    from retrieval import Notebook
+    from retrieval.locking import write_lock
+
+    folder = tmp_path / "vault"
+    folder.mkdir()
+    nb = Notebook(tmp_path / "data", embedding_model="hashing")
+    nb.write_timeout = 0.2
+    reports = []
+    watcher = Watcher(Ingestor(nb), [folder], WatchOptions(debounce_ms=100, retry_seconds=0.2), on_report=reports.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert watcher.ready.wait(WAIT_SECONDS)
+        with write_lock(tmp_path / "data"):
+            (folder / "late.md").write_text("The patient okapi.\n", encoding="utf-8")
+            time.sleep(1.5)  # several tries time out meanwhile
+            assert [s for r in reports for s in r.added] == []
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not {h.source for h in nb.search("okapi", mode="lexical")} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {h.source for h in nb.search("okapi", mode="lexical")} == {"vault/late.md"}
+    finally:
+        stop.set()
+        thread.join(10)
+        nb.close()
+    assert not thread.is_alive()
