@@ -252,6 +252,7 @@ def cmd_mcp(args, settings: Settings) -> int:
     nb = wiring.notebook(settings)
     nb.warm()  # the model and index load before the client's first call, not during it
     server = build_server(NotebookTools(nb))
+    sys.setswitchinterval(0.001)  # as `serve`: each call hands the GIL between the event loop and a worker thread
     with _watching(args.watch, settings, nb):
         if args.http is None:
             server.run("stdio")  # stdout carries the protocol: everything else goes to stderr
