@@ -158,7 +158,6 @@ class Watcher:
         ingestor.ignore = self.ignored  # the walks of the catch-up and of each batch skip the same paths
         self.on_report = on_report or (lambda report: None)
         self.ready = threading.Event()  # set once the catch-up scan is done and events are being watched
-        self.batches = 0
 
     def catch_up(self) -> IngestReport:
         """One full scan of the watched folders, with prune: what changed while no watcher ran."""
@@ -196,7 +195,6 @@ class Watcher:
 
     def _ingest(self, paths: list[Path]) -> IngestReport:
         report = self.ingestor.ingest_paths(paths, prune=True)
-        self.batches += 1
         self.on_report(report)
         return report
 
