@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import chunkers
 from retrieval import Backend, ChunkRecord, Collection, DocumentRecord, Known, Notebook, WriteSession
@@ -144,7 +144,8 @@ class _Target:
 
 class Ingestor:
     def __init__(self, notebook: Notebook, chunking: ChunkSettings | None = None, *, batch_chunks: int = 256,
-                 progress: bool = False, limits: LoadLimits | None = None, follow_links: bool = False) -> None:
+                 progress: bool = False, limits: LoadLimits | None = None, follow_links: bool = False,
+                 ignore: Callable[[Path], bool] | None = None) -> None:
         self.nb = notebook
         self.chunking = chunking or ChunkSettings.of()
         self.chunker = self.chunking.chunker()
@@ -152,6 +153,7 @@ class Ingestor:
         self.progress = progress
         self.limits = limits or DEFAULT_LIMITS
         self.follow_links = follow_links
+        self.ignore = ignore  # paths a folder walk leaves out besides hidden names (watch mode's globs)
 
     # --- folders and files ------------------------------------------------------
 
@@ -326,7 +328,7 @@ class _Plan:
         if path.is_dir():
             root = path.resolve()
             collection = self._collection_for(root, self.wanted)
-            found = walk(root, set(KINDS), follow_outside=self.ingestor.follow_links)
+            found = walk(root, set(KINDS), follow_outside=self.ingestor.follow_links, ignore=self.ingestor.ignore)
             report.skipped += found.skipped
             self.scopes.append(root)
             for f in found.files:

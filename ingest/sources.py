@@ -21,6 +21,7 @@ import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from .errors import FileTooLargeError, IngestError, InvalidSourceError, UnsupportedFileError
 
@@ -87,10 +88,12 @@ class Walk:
     skipped: list[tuple[str, str]]  # (path, reason): never silent
 
 
-def walk(root: Path, suffixes: set[str], *, follow_outside: bool = False) -> Walk:
-    """Every note file under ``root`` (resolved), hidden names skipped. Links are
-    followed only while they stay inside ``root`` unless ``follow_outside``;
-    each real folder is entered once, so link loops end."""
+def walk(root: Path, suffixes: set[str], *, follow_outside: bool = False,
+         ignore: Callable[[Path], bool] | None = None) -> Walk:
+    """Every note file under ``root`` (resolved), hidden names skipped, and the
+    folders and files for which ``ignore(path)`` is true. Links are followed only
+    while they stay inside ``root`` unless ``follow_outside``; each real folder is
+    entered once, so link loops end."""
     found, skipped, seen_dirs = [], [], set()
 
     def unreadable(exc: OSError) -> None:
@@ -104,9 +107,9 @@ def walk(root: Path, suffixes: set[str], *, follow_outside: bool = False) -> Wal
         seen_dirs.add(real_folder)
         kept = []
         for d in sorted(dirs):
-            if d.startswith("."):
-                continue
             link = Path(folder, d)
+            if d.startswith(".") or (ignore and ignore(link)):
+                continue
             reason = _outside(root, Path(os.path.realpath(link)), follow_outside)
             if reason:
                 skipped.append((str(link), f"skipped: {reason}"))
@@ -115,7 +118,7 @@ def walk(root: Path, suffixes: set[str], *, follow_outside: bool = False) -> Wal
         dirs[:] = kept
         for name in sorted(names):
             path = Path(folder, name)
-            if name.startswith(".") or path.suffix.lower() not in suffixes:
+            if name.startswith(".") or path.suffix.lower() not in suffixes or (ignore and ignore(path)):
                 continue
             real = Path(os.path.realpath(path))
             reason = _outside(root, real, follow_outside)

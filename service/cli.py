@@ -5,8 +5,10 @@ web framework. Settings are read once, in ``main``, and passed to each command."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -222,7 +224,8 @@ def cmd_serve(args, settings: Settings) -> int:
     check_at_open(settings.data_dir)  # a damaged store is one line here, not a traceback from the lifespan
     config = ServiceConfig.from_settings(settings)
     protocol = timed_protocol(config.header_seconds, config.body_seconds)
-    app = create_app(config, settings=settings)
+    nb = wiring.notebook(settings) if args.watch else None  # the watcher writes through the notebook the app serves
+    app = create_app(config, settings=settings, notebook=nb)
     print(f"noteloom: serving on http://{args.host}:{args.port} (OpenAPI at /schema)", file=sys.stderr)
     # The event loop (accepting, parsing, refusing) shares the GIL with the threads running requests: with
     # Python's default 5 ms switch interval each hand-over to the loop can wait that long, and a refusal needs
@@ -231,10 +234,91 @@ def cmd_serve(args, settings: Settings) -> int:
     # Overload is handled per route by admission control (service.admission); uvicorn's own limit counts idle
     # connections too, so it is off unless asked for. A bounded shutdown: an upload still embedding must not
     # keep SIGTERM waiting for minutes.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=protocol,
-                limit_concurrency=args.limit_concurrency, timeout_keep_alive=config.keep_alive_seconds,
-                timeout_graceful_shutdown=10)
+    with _watching(args.watch, settings, nb):
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=protocol,
+                    limit_concurrency=args.limit_concurrency, timeout_keep_alive=config.keep_alive_seconds,
+                    timeout_graceful_shutdown=10)
+    if nb is not None:
+        nb.close()
     return 0
+
+
+def cmd_mcp(args, settings: Settings) -> int:
+    from retrieval.integrity import check_at_open
+
+    from .mcp import NotebookTools, build_server
+
+    check_at_open(settings.data_dir)
+    nb = wiring.notebook(settings)
+    nb.warm()  # the model and index load before the client's first call, not during it
+    server = build_server(NotebookTools(nb))
+    sys.setswitchinterval(0.001)  # as `serve`: each call hands the GIL between the event loop and a worker thread
+    with _watching(args.watch, settings, nb):
+        if args.http is None:
+            server.run("stdio")  # stdout carries the protocol: everything else goes to stderr
+        else:
+            import uvicorn
+
+            from .mcp import http_app
+
+            print(f"noteloom: MCP on http://127.0.0.1:{args.http}/mcp"
+                  + ("" if settings.api_key else " (no NOTELOOM_API_KEY: open to every local user)"), file=sys.stderr)
+            uvicorn.run(http_app(server, settings.api_key or None), host="127.0.0.1", port=args.http, log_level="warning",
+                        timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_watch(args, settings: Settings) -> int:
+    from ingest import Ingestor
+    from ingest.watch import Watcher
+
+    nb = wiring.notebook(settings)
+    ingestor = Ingestor(nb, _chunking(args, settings), follow_links=args.follow_links, limits=wiring.load_limits(settings))
+    reports = 0
+
+    def show(report) -> None:
+        nonlocal reports
+        reports += 1
+        if reports == 1:  # the catch-up scan: what changed while nothing watched
+            print(f"noteloom watch: caught up: {report.summary()}", file=sys.stderr, flush=True)
+        _print_batch(report)
+
+    watcher = Watcher(ingestor, args.paths, wiring.watch_options(settings), on_report=show)
+    print(f"noteloom: watching {', '.join(map(str, watcher.roots))} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _print_batch(report) -> None:
+    changed = [("added", s) for s in report.added] + [("updated", s) for s in report.updated] + [("removed", s) for s in report.removed]
+    for what, source in changed:
+        print(f"noteloom watch: {what}: {source}", file=sys.stderr, flush=True)
+    for source, error in report.failed:
+        print(f"noteloom watch: error: {error}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _watching(paths: list[str] | None, settings: Settings, nb):
+    """Keep ``nb`` in step with ``paths`` on a thread while the block runs (nothing when no paths)."""
+    if not paths:
+        yield
+        return
+    from ingest import Ingestor
+    from ingest.watch import Watcher
+
+    ingestor = Ingestor(nb, wiring.chunking(settings), limits=wiring.load_limits(settings))
+    watcher = Watcher(ingestor, paths, wiring.watch_options(settings), on_report=_print_batch)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), name="noteloom-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,7 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--limit-concurrency", type=int, default=None,
                        help="connections and requests beyond which uvicorn answers a plain-text 503 (default: no limit; "
                             "expensive routes are limited by admission control, NOTELOOM_ADMISSION)")
+    serve.add_argument("--watch", nargs="+", metavar="PATH", default=None,
+                       help="also keep these folders in step with the notebook (see `noteloom watch`)")
     serve.set_defaults(handler=cmd_serve)
+
+    mcp = sub.add_parser("mcp", help="serve the notes to AI assistants over the Model Context Protocol (stdio)")
+    mcp.add_argument("--watch", nargs="+", metavar="PATH", default=None,
+                     help="also keep these folders in step with the notebook (see `noteloom watch`)")
+    mcp.add_argument("--http", type=int, default=None, metavar="PORT",
+                     help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio, behind NOTELOOM_API_KEY")
+    mcp.set_defaults(handler=cmd_mcp)
+
+    watch = sub.add_parser("watch", help="keep the notebook in step with folders as their files change")
+    watch.add_argument("paths", nargs="+", metavar="PATH", help="folders (each a collection, as with `ingest`)")
+    watch.add_argument("--follow-links", action="store_true",
+                       help="also read symbolic links that point outside the folder (never /proc, /sys, /dev)")
+    watch.add_argument("--method", default=None, help="chunker (default hybrid)")
+    watch.add_argument("--max-tokens", type=int, default=None, help="chunk budget (default 256)")
+    watch.add_argument("--overlap", type=int, default=None, help="chunk overlap (default 32)")
+    watch.set_defaults(handler=cmd_watch)
 
     config = sub.add_parser("config", help="the effective settings and where each came from")
     config.add_argument("--json", action="store_true")

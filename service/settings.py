@@ -103,6 +103,12 @@ class Settings:
     header_seconds: float = setting(10.0, "NOTELOOM_HEADER_SECONDS", "request line and headers must arrive within this",
                                     number(0, 3600))
     body_seconds: float = setting(10.0, "NOTELOOM_BODY_SECONDS", "longest pause while a request body arrives", number(0, 3600))
+    # --- watch mode (noteloom watch, serve --watch, mcp --watch)
+    watch_debounce_ms: int = setting(300, "NOTELOOM_WATCH_DEBOUNCE_MS", "file events are grouped for at most this long",
+                                     whole(50, 60_000))
+    watch_ignore: tuple[str, ...] = setting((), "NOTELOOM_WATCH_IGNORE",
+                                            f"globs watch mode also ignores ('{os.pathsep}'-separated; hidden folders and "
+                                            "swap files always are)", PATHS)
     # --- what one document may cost to load (ingest.loaders.LoadLimits)
     max_file_bytes: int = setting(DEFAULT_LIMITS.max_file_bytes, "NOTELOOM_MAX_FILE_BYTES", "larger files are refused",
                                   positive_integer())

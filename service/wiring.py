@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from imagegen import ClipSettings, DiffusersSettings
     from ingest import ChunkSettings
     from ingest.loaders import LoadLimits
+    from ingest.watch import WatchOptions
     from retrieval import LLMConfig, Notebook
 
 T = TypeVar("T")
@@ -42,6 +43,12 @@ def load_limits(s: Settings) -> "LoadLimits":
     from ingest.loaders import LoadLimits
 
     return LoadLimits(**{f.name: getattr(s, f.name) for f in fields(LoadLimits)})  # <- max_file_bytes ... max_blank_run
+
+
+def watch_options(s: Settings) -> "WatchOptions":
+    from ingest.watch import WatchOptions
+
+    return WatchOptions(debounce_ms=s.watch_debounce_ms, ignore=s.watch_ignore)  # <- watch_debounce_ms, watch_ignore
 
 
 def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":

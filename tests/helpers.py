@@ -19,15 +19,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(data, env: dict[str, str], command: list[str] | None = None, seconds: float = 120) -> tuple[subprocess.Popen, str]:
-    """``noteloom --data DATA serve`` (or ``command`` standing for ``noteloom``) on a
-    free port of 127.0.0.1, once /health answers: (process, base URL)."""
+def serve(data, env: dict[str, str], command: list[str] | None = None, seconds: float = 120,
+          extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
+    """``noteloom --data DATA serve [EXTRA...]`` (or ``command`` standing for ``noteloom``)
+    on a free port of 127.0.0.1, once /health answers: (process, base URL)."""
     import httpx
     import pytest
 
     port = free_port()
     command = command or [sys.executable, "-m", "service.cli"]
-    proc = subprocess.Popen([*command, "--data", str(data), "serve", "--port", str(port)],
+    proc = subprocess.Popen([*command, "--data", str(data), "serve", "--port", str(port), *extra],
                             env={**BASE_ENV, **env}, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + seconds
