@@ -42,11 +42,13 @@ class Rendered:
 
 def render(body: str) -> Rendered:
     """The body as stored: wiki links as their visible text, embeds removed."""
+    if "[[" not in body and "#" not in body:
+        return Rendered(body)  # the common case: nothing to find
     out: list[str] = []
     result = Rendered("")
     at = 0  # length of the stored text so far
     fence: str | None = None
-    for line in body.splitlines(keepends=True):
+    for line in _lines(body):
         opened = _FENCE.match(line)
         if fence is not None:  # inside a fenced block until a fence of the same kind, at least as long
             if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence) and not line[opened.end():].strip():
@@ -59,11 +61,23 @@ def render(body: str) -> Rendered:
             out.append(line)
             at += len(line)
             continue
-        line = _render_line(line, at, result)
+        if "[[" in line or "#" in line:
+            line = _render_line(line, at, result)
         out.append(line)
         at += len(line)
     result.text = "".join(out)
     return result
+
+
+def _lines(body: str):
+    """Lines split at ``\n`` only (``str.splitlines`` also splits at form feeds and
+    U+2028), each with its line break."""
+    at = 0
+    while at < len(body):
+        end = body.find("\n", at)
+        end = len(body) if end < 0 else end + 1
+        yield body[at:end]
+        at = end
 
 
 def _code_spans(line: str) -> list[tuple[int, int]]:

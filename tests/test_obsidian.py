@@ -270,3 +270,21 @@ def test_every_backend_stores_links_aliases_and_refreshes_metadata(name, tmp_pat
         assert backend.known()["obsidian-vault/Welcome.md"].meta_hash == record.meta_hash
     finally:
         backend.close()
+
+
+def test_a_repaired_store_keeps_aliases_and_regains_links_on_the_next_ingest(tmp_path):
+    from ingest.repair import repair
+
+    vault = shutil.copytree(VAULT, tmp_path / "vault")
+    data = tmp_path / "data"
+    nb = Notebook(data, embedder=hashed_embedder)
+    Ingestor(nb).ingest_paths([vault])
+    nb.close()
+    report = repair(data, force=True, embedder=hashed_embedder)
+    assert report.recovered == 4 and not report.lost
+    nb = Notebook(data, embedder=hashed_embedder)
+    lantern = document_id("vault/Projects/Lantern.md")
+    assert nb.document(lantern).aliases == ["Beacon"] and nb.links(lantern).backlinks == []
+    again = Ingestor(nb).ingest_paths([vault])
+    assert again.chunks_embedded == 0 and len(nb.links(lantern).backlinks) == 4
+    check_store_consistent(nb)
