@@ -43,7 +43,7 @@ class SqliteFaissBackend:
             self.store.get_meta("embedding")  # a damaged table fails here, not on the first search
         self.notices: list[str] = []
         self.keeper = IndexKeeper(self.folder, self.store, self._notice)
-        self._filters: dict[tuple[int, Filter], frozenset[int]] = {}
+        self._filters: dict[tuple[tuple[int, int], Filter], frozenset[int]] = {}
         self._filters_lock = threading.Lock()
 
     # --- writes -----------------------------------------------------------------
@@ -143,7 +143,7 @@ class SqliteFaissBackend:
     def _allowed(self, where: Filter | None) -> frozenset[int] | None:
         if where is None or (where.source_prefix is None and not where.tags):
             return None
-        key = (self.store.data_generation(), where)
+        key = (self.store.filter_generation(), where)
         with self._filters_lock:
             found = self._filters.get(key)
             if found is None:

@@ -184,9 +184,15 @@ class Store:
         """Bumped by every committed change to chunks; the index records the one it reflects."""
         return int(self.get_meta("data_generation", 0))
 
-    def _bump(self, db: sqlite3.Connection) -> None:
-        row = db.execute("SELECT value FROM meta WHERE key='data_generation'").fetchone()
-        self.set_meta(db, "data_generation", (json.loads(row[0]) if row else 0) + 1)
+    def filter_generation(self) -> tuple[int, int]:
+        """Changes when what a search filter selects may have: chunks (the data generation)
+        or a document's tags alone (a metadata touch, which leaves the index alone)."""
+        found = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('data_generation', 'meta_generation')"))
+        return int(json.loads(found.get("data_generation", "0"))), int(json.loads(found.get("meta_generation", "0")))
+
+    def _bump(self, db: sqlite3.Connection, key: str = "data_generation") -> None:
+        row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        self.set_meta(db, key, (json.loads(row[0]) if row else 0) + 1)
 
     # --- writes -------------------------------------------------------------
 
@@ -222,6 +228,7 @@ class Store:
             db.execute("UPDATE documents SET title=?, kind=?, tags=? WHERE id=?",
                        (meta.title, meta.kind, json.dumps(meta.tags), doc_id))
             self._write_meta(db, meta)
+            self._bump(db, "meta_generation")
 
     def _write_meta(self, db: sqlite3.Connection, doc: DocumentRecord) -> None:
         """Aliases, links and line offset of a document (inside ``db``'s transaction)."""

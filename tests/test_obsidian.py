@@ -197,6 +197,7 @@ def test_a_metadata_edit_is_stored_without_re_embedding(tmp_path):
     vault = shutil.copytree(VAULT, tmp_path / "vault")
     nb = Notebook(tmp_path / "data", embedder=hashed_embedder)
     Ingestor(nb).ingest_paths([vault])
+    assert [h.source for h in nb.search("lantern", k=1, filters={"tags": ["project"]})] == ["vault/Projects/Lantern.md"]
     note = vault / "Projects" / "Lantern.md"
     note.write_text(note.read_text().replace("aliases:\n  - Beacon\ntags: project", "aliases: [Lighthouse]\ntags: [product]"))
     report = Ingestor(nb).ingest_paths([vault])
@@ -205,6 +206,8 @@ def test_a_metadata_edit_is_stored_without_re_embedding(tmp_path):
     assert (doc.tags, doc.aliases) == (["product", "project/lantern"], ["Lighthouse"])
     assert [h.source for h in nb.search("lighthouse", mode="lexical")] == ["vault/Projects/Lantern.md"]
     assert nb.search("beacon", mode="lexical") == []
+    assert nb.search("lantern", filters={"tags": ["project"]}) == []  # no stale filter
+    assert {h.source for h in nb.search("lantern", filters={"tags": ["product"]})} == {"vault/Projects/Lantern.md"}
     (vault / "Welcome.md").unlink()
     Ingestor(nb).ingest_paths([vault], prune=True)
     assert nb.links(document_id("vault/Projects/Lantern.md")).backlinks[0].source == "vault/Daily/2026-12-01.md"
