@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS documents(
     added_at REAL NOT NULL,
     aliases TEXT NOT NULL DEFAULT '[]',
     line_offset INTEGER NOT NULL DEFAULT 0,
-    meta_hash TEXT
+    meta_hash TEXT,
+    link_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY,
@@ -83,7 +84,10 @@ CREATE INDEX IF NOT EXISTS links_by_name ON links(target_name);
 CREATE VIRTUAL TABLE IF NOT EXISTS aliases_fts USING fts5(aliases, tokenize='porter unicode61');
 """
 # Created after the migration, which adds the columns they index.
-INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);"
+INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);
+CREATE INDEX IF NOT EXISTS documents_by_link_name ON documents(collection, link_name);
+"""
 SCHEMA_VERSION = 3
 # In a large collection a word found in more than COMMON_SHARE of the chunks adds
 # little to BM25 but makes FTS5 score most of the table: it is left out of the
@@ -121,6 +125,9 @@ class Store:
             db.execute("ALTER TABLE documents ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
             db.execute("ALTER TABLE documents ADD COLUMN line_offset INTEGER NOT NULL DEFAULT 0")
             db.execute("ALTER TABLE documents ADD COLUMN meta_hash TEXT")
+            db.execute("ALTER TABLE documents ADD COLUMN link_name TEXT NOT NULL DEFAULT ''")
+            db.executemany("UPDATE documents SET link_name=? WHERE id=?",
+                           [(name_key(path), doc_id) for doc_id, path in db.execute("SELECT id, path FROM documents").fetchall()])
             db.execute("UPDATE documents SET stamp=NULL")
             self.set_meta(db, "schema", SCHEMA_VERSION)
 
@@ -232,8 +239,8 @@ class Store:
 
     def _write_meta(self, db: sqlite3.Connection, doc: DocumentRecord) -> None:
         """Aliases, links and line offset of a document (inside ``db``'s transaction)."""
-        db.execute("UPDATE documents SET aliases=?, line_offset=?, meta_hash=? WHERE id=?",
-                   (json.dumps(doc.aliases), doc.line_offset, doc.meta_hash, doc.id))
+        db.execute("UPDATE documents SET aliases=?, line_offset=?, meta_hash=?, link_name=? WHERE id=?",
+                   (json.dumps(doc.aliases), doc.line_offset, doc.meta_hash, name_key(doc.path or doc.source), doc.id))
         db.execute("DELETE FROM links WHERE doc_id=?", (doc.id,))
         db.executemany(
             "INSERT INTO links(doc_id, idx, start, end, target, heading, raw, embed, target_name) VALUES(?,?,?,?,?,?,?,?,?)",
@@ -366,26 +373,31 @@ class Store:
 
     def links(self, doc_id: int) -> NoteLinks:
         """The document's links resolved within its collection, and the links to it."""
-        row = self.db.execute("SELECT collection, path FROM documents WHERE id=?", (doc_id,)).fetchone()
+        row = self.db.execute("SELECT collection, path, text, source FROM documents WHERE id=?", (doc_id,)).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
-        collection, path = row
-        by_name: dict[str, list[tuple[int, str]]] = {}
-        sources: dict[int, str] = {}
-        for other, other_path, source in self.db.execute("SELECT id, path, source FROM documents WHERE collection=?", (collection,)):
-            by_name.setdefault(name_key(other_path), []).append((other, other_path))
-            sources[other] = source
+        collection, path, text, own_source = row
+        named: dict[str, dict[int, tuple[str, str]]] = {}  # name key -> {id: (path, source)}
+
+        def opened(target: str) -> tuple[int | None, str | None]:
+            if not target:
+                return doc_id, own_source  # within the note
+            key = name_key(target)
+            if key not in named:
+                named[key] = {r[0]: (r[1], r[2]) for r in self.db.execute(
+                    "SELECT id, path, source FROM documents WHERE collection=? AND link_name=?", (collection, key))}
+            found = resolve(target, ((i, p) for i, (p, _) in named[key].items()))
+            return found, named[key][found][1] if found is not None else None
+
         out = []
-        for start, end, text, target, heading, raw, embed in self.db.execute(
-                "SELECT l.start, l.end, substr(d.text, l.start + 1, l.end - l.start), l.target, l.heading, l.raw, l.embed "
-                "FROM links l JOIN documents d ON d.id = l.doc_id WHERE l.doc_id=? ORDER BY l.idx", (doc_id,)):
-            opens = doc_id if not target else resolve(target, by_name.get(name_key(target), ()))
-            out.append(LinkOut(start, end, text, target, heading, raw, bool(embed), opens, sources.get(opens)))
-        named = by_name.get(name_key(path), ())
+        for start, end, target, heading, raw, embed in self.db.execute(
+                "SELECT start, end, target, heading, raw, embed FROM links WHERE doc_id=? ORDER BY idx", (doc_id,)):
+            opens, source = opened(target)
+            out.append(LinkOut(start, end, text[start:end], target, heading, raw, bool(embed), opens, source))
         back = [Backlink(*r[:6]) for r in self.db.execute(
             "SELECT d.id, d.source, d.title, l.start, l.end, substr(d.text, l.start + 1, l.end - l.start), l.target "
             "FROM links l JOIN documents d ON d.id = l.doc_id WHERE l.target_name=? AND d.collection=? AND d.id != ? "
-            "ORDER BY d.source, l.idx", (name_key(path), collection, doc_id)) if resolve(r[6], named) == doc_id]
+            "ORDER BY d.source, l.idx", (name_key(path), collection, doc_id)) if opened(r[6])[0] == doc_id]
         return NoteLinks(out, back)
 
     def documents_chunk_count(self, doc_id: int) -> int:

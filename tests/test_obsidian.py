@@ -222,11 +222,12 @@ def test_a_schema_2_store_gains_links_on_the_next_ingest_without_re_embedding(tm
     Ingestor(nb).ingest_paths([vault])
     lantern = document_id("vault/Projects/Lantern.md")
     nb.close()
-    db = sqlite3.connect(data / "notes.sqlite")  # what schema 2 had: no aliases, links or line offsets
+    db = sqlite3.connect(data / "notes.sqlite")  # what schema 2 had: no aliases, links, line offsets or link names
     db.executescript("""
         DROP TABLE links; DROP TABLE aliases_fts;
         ALTER TABLE documents DROP COLUMN aliases; ALTER TABLE documents DROP COLUMN line_offset;
         ALTER TABLE documents DROP COLUMN meta_hash;
+        DROP INDEX documents_by_link_name; ALTER TABLE documents DROP COLUMN link_name;
     """)
     db.close()
     nb = Notebook(data, embedder=hashed_embedder)
