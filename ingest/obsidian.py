@@ -105,29 +105,30 @@ def _code_spans(line: str) -> list[tuple[int, int]]:
 def _render_line(line: str, at: int, result: Rendered) -> str:
     """One line outside code fences, rendered; links and tags added to ``result``."""
     code = _code_spans(line)
-    starts = [a for a, _ in code]
+    code_starts = [a for a, _ in code]
     parts: list[str] = []
-    plain: list[tuple[int, int]] = []  # pieces of the line that are neither code nor links, for tags
+    links: list[tuple[int, int]] = []  # spans of the line's links, for tags
     done = 0
-    for m in _WIKI.finditer(line):
-        link = None if _inside(m.start(), code, starts) else _parse(m.group(2), embed=bool(m.group(1)))
+    for m in _WIKI.finditer(line) if "[[" in line else ():
+        link = None if _inside(m.start(), code, code_starts) else _parse(m.group(2), embed=bool(m.group(1)))
         if link is None:
             continue
         shown, target, heading = link
-        plain.append((done, m.start()))
         parts.append(line[done : m.start()])
         at += m.start() - done
         result.links.append(Link(at, at + len(shown), target, heading, m.group(0), bool(m.group(1))))
         parts.append(shown)
         at += len(shown)
         done = m.end()
-    plain.append((done, len(line)))
+        links.append((m.start(), done))
     parts.append(line[done:])
-    seen = set(result.tags)
-    for a, b in plain:
-        for m in _TAG.finditer(line, a, b):  # the look-behind sees the character before ``a``
+    if "#" in line:
+        seen = set(result.tags)
+        link_starts = [a for a, _ in links]
+        for m in _TAG.finditer(line):
             tag = m.group(1)
-            if tag not in seen and not tag.isdigit() and not _inside(m.start(), code, starts):
+            if (tag not in seen and not tag.isdigit() and not _inside(m.start(), code, code_starts)
+                    and not _inside(m.start(), links, link_starts)):
                 seen.add(tag)
                 result.tags.append(tag)
     return "".join(parts)
