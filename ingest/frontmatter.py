@@ -1,5 +1,6 @@
-"""YAML front matter of markdown notes, parsed bounded: size, depth, no aliases,
-tags and title within ``LoadLimits``; what is refused or dropped is said in notices."""
+"""YAML front matter of markdown notes, parsed bounded: size, depth, no YAML aliases,
+tags, ``aliases`` (Obsidian's other names of a note) and title within ``LoadLimits``;
+what is refused or dropped is said in notices."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ _FENCE_CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.M)  # tried at line star
 class _Meta:
     title: str | None = None
     tags: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -44,7 +46,9 @@ def split_front_matter(text: str, limits: LoadLimits, notices: list[str]) -> tup
         notices.append(f"front matter not read ({exc}); it is kept as part of the text")
         return _Meta(), text
     end = closed.end() + (text.startswith("\n", closed.end()))
-    return _Meta(_meta_title(meta.get("title"), notices), _meta_tags(meta.get("tags"), limits, notices)), text[end:]
+    aliases = _meta_list(meta.get("aliases"), limits.max_tags, limits.max_title_chars, notices,
+                         what=("aliases", "alias(es)", "an alias", "max_title_chars"))
+    return _Meta(_meta_title(meta.get("title"), notices), _meta_tags(meta.get("tags"), limits, notices), aliases), text[end:]
 
 
 @functools.cache
@@ -113,6 +117,13 @@ def _meta_title(value, notices: list[str]) -> str | None:
 
 
 def _meta_tags(value, limits: LoadLimits, notices: list[str]) -> list[str]:
+    return _meta_list(value, limits.max_tags, limits.max_tag_chars, notices, what=("tags", "tag(s)", "a tag", "max_tag_chars"))
+
+
+def _meta_list(value, max_items: int, max_chars: int, notices: list[str], *, what: tuple[str, str, str, str]) -> list[str]:
+    """A list of short texts (tags, aliases), bounded; ``what`` names it in notices:
+    (the key, its count noun, one of them, the length limit's name)."""
+    key, counted, one, chars_limit = what
     if value is None:
         return []
     if isinstance(value, str):
@@ -122,22 +133,22 @@ def _meta_tags(value, limits: LoadLimits, notices: list[str]) -> list[str]:
     elif _is_scalar(value):
         items = [value]
     else:
-        notices.append(f"front matter tags ignored: expected a list or comma-separated text, got a YAML {type(value).__name__}")
+        notices.append(f"front matter {key} ignored: expected a list or comma-separated text, got a YAML {type(value).__name__}")
         return []
     tags, nested, too_long = [], 0, []
     for item in items:
         if not _is_scalar(item):
             nested += 1
-        elif len(tag := str(item).strip()) > limits.max_tag_chars:
+        elif len(tag := str(item).strip()) > max_chars:
             too_long.append(tag)
         elif tag:
             tags.append(tag)
     if nested:
-        notices.append(f"{nested} front matter tag(s) dropped: a tag is text, not a list or mapping")
+        notices.append(f"{nested} front matter {counted} dropped: {one} is text, not a list or mapping")
     if too_long:
-        notices.append(f"{len(too_long)} tag(s) longer than max_tag_chars={limits.max_tag_chars} dropped "
+        notices.append(f"{len(too_long)} {counted} longer than {chars_limit}={max_chars} dropped "
                        f"(the first has {len(too_long[0]):,} characters: {too_long[0][:40]!r}…)")
-    if len(tags) > limits.max_tags:
-        notices.append(f"kept {limits.max_tags} of {len(tags):,} tags (max_tags={limits.max_tags}); dropped {tags[limits.max_tags]!r} and the rest")
-        tags = tags[: limits.max_tags]
+    if len(tags) > max_items:
+        notices.append(f"kept {max_items} of {len(tags):,} {key} (max_tags={max_items}); dropped {tags[max_items]!r} and the rest")
+        tags = tags[:max_items]
     return tags

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from retrieval.records import Link
 
 from .errors import CorruptFileError, FileTooLargeError, UnsupportedFileError
 from .frontmatter import split_front_matter
 from .htmltext import html_to_text
+from .obsidian import render
 from .pdf import pdf_text
 from .text import normalise
 
@@ -69,6 +72,9 @@ class Loaded:
     kind: str
     tags: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # what was cut or ignored, and which limit did it
+    aliases: list[str] = field(default_factory=list)  # front matter ``aliases``: other titles of the note
+    links: list[Link] = field(default_factory=list)  # wiki links and embeds (see ``ingest.obsidian``)
+    line_offset: int = 0  # lines of the file before ``text`` (the front matter)
 
     @property
     def content_hash(self) -> str:
@@ -120,7 +126,7 @@ def _shorten_blank_runs(loaded: Loaded, limit: int) -> Loaded:
     """Runs of blanks over ``limit`` keep their first ``limit`` characters, and a
     notice says so: tiktoken's pre-tokenizer fails on a run of about a million
     blanks, which would fail the whole note. The look-behind starts a match only
-    at a run's start, so each run is scanned once."""
+    at a run's start, so each run is scanned once. Links move with their text."""
     runs = list(re.finditer(r"(?<![^\S\n])[^\S\n]{%d,}" % (limit + 1), loaded.text))
     if not runs:
         return loaded
@@ -129,6 +135,11 @@ def _shorten_blank_runs(loaded: Loaded, limit: int) -> Loaded:
         parts += [loaded.text[at : m.start() + limit]]
         at = m.end()
     loaded.text = "".join(parts) + loaded.text[at:]
+
+    def moved(offset: int) -> int:
+        return offset - sum(max(0, min(offset, m.end()) - (m.start() + limit)) for m in runs)
+
+    loaded.links = [replace(link, start=moved(link.start), end=moved(link.end)) for link in loaded.links]
     loaded.notices.append(f"{len(runs)} run(s) of blanks longer than {limit:,} characters (the longest "
                           f"{max(len(m.group()) for m in runs):,}) were shortened to {limit:,} (max_blank_run)")
     return loaded
@@ -166,10 +177,32 @@ def heading_title(text: str) -> str | None:
 
 
 def _load_markdown(text: str, stem: str, limits: LoadLimits) -> Loaded:
+    """Front matter gives title, tags and aliases; the body's wiki links are stored
+    as the reader sees them and its inline ``#tags`` join the tags (``ingest.obsidian``)."""
     notices: list[str] = []
     meta, body = split_front_matter(text, limits, notices)
-    title = meta.title or heading_title(body) or stem
-    return Loaded(body, clip_title(title, limits, notices), "markdown", meta.tags, notices)
+    line_offset = text.count("\n", 0, len(text) - len(body))
+    rendered = render(body)
+    title = meta.title or heading_title(rendered.text) or stem
+    tags = _merge_tags(meta.tags, rendered.tags, limits, notices)
+    return Loaded(rendered.text, clip_title(title, limits, notices), "markdown", tags, notices, meta.aliases,
+                  rendered.links, line_offset)
+
+
+def _merge_tags(front: list[str], inline: list[str], limits: LoadLimits, notices: list[str]) -> list[str]:
+    """Front matter tags, then inline tags not among them, within ``max_tags`` and ``max_tag_chars``."""
+    known = set(front)
+    fresh = [t for t in inline if t not in known]
+    long = [t for t in fresh if len(t) > limits.max_tag_chars]
+    if long:
+        notices.append(f"{len(long)} inline tag(s) longer than max_tag_chars={limits.max_tag_chars} dropped "
+                       f"(the first has {len(long[0]):,} characters: {long[0][:40]!r}…)")
+    tags = front + [t for t in fresh if len(t) <= limits.max_tag_chars]
+    if len(tags) > limits.max_tags:
+        notices.append(f"kept {limits.max_tags} of {len(tags):,} tags with the inline ones (max_tags={limits.max_tags}); "
+                       f"dropped {tags[limits.max_tags]!r} and the rest")
+        tags = tags[: limits.max_tags]
+    return tags
 
 
 def _load_html(text: str, name: str, stem: str, limits: LoadLimits) -> Loaded:

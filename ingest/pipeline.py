@@ -128,6 +128,21 @@ class PendingDocument:
     def source(self) -> str:
         return source_name(self.collection, self.path)
 
+    def record(self, chunker: str) -> DocumentRecord:
+        loaded = self.prepared.loaded
+        return DocumentRecord(self.source, loaded.title, loaded.kind, loaded.text, loaded.content_hash, self.mtime, self.size,
+                              loaded.tags, chunker, self.collection, self.path, self.stamp, loaded.aliases, loaded.links,
+                              loaded.line_offset)
+
+
+def refresh_meta(writer: WriteSession, old: Known, pending: PendingDocument, chunker: str) -> bool:
+    """Record an unchanged text's file identity, and its metadata (title, tags, aliases,
+    links) when that changed. True when it did."""
+    record = pending.record(chunker)
+    changed = record.meta_hash != old.meta_hash
+    writer.touch(record.id, pending.mtime, pending.size, pending.stamp, meta=record if changed else None)
+    return changed
+
 
 @dataclass(frozen=True)
 class _Target:
@@ -201,12 +216,13 @@ class Ingestor:
                     continue
                 report.notices += [(source, n) for n in loaded.notices]
                 stamp = stamp_of(info) if is_settled(info, now) else None
+                doc = PendingDocument(target.collection, target.path, Prepared(loaded), info.st_mtime, info.st_size, stamp,
+                                      old is not None)
                 if old and old.content_hash == loaded.content_hash and old.chunker == key:
-                    writer.touch(document_id(source), info.st_mtime, info.st_size, stamp)
+                    refresh_meta(writer, old, doc, key)  # the text is unchanged: nothing to embed
                     report.unchanged += 1
                     continue
-                pending.append(PendingDocument(target.collection, target.path, Prepared(loaded), info.st_mtime,
-                                               info.st_size, stamp, old is not None))
+                pending.append(doc)
                 pending_chars += len(loaded.text)
                 if pending_chars > self.batch_chunks * 1500:
                     self.write(writer, pending, report)
@@ -229,10 +245,15 @@ class Ingestor:
         collection = self._upload_collection(name, collection)
         full = source_name(collection, name)
         old = self.nb.backend.known_source(full)
+        doc = PendingDocument(collection, name, prepared, None, None, None, old is not None)
         if old and old.content_hash == prepared.loaded.content_hash and old.chunker == self.chunking.key:
-            return document_id(full), "unchanged"
+            if old.meta_hash == doc.record(self.chunking.key).meta_hash:
+                return document_id(full), "unchanged"
+            with self.nb.writer() as writer:
+                refresh_meta(writer, old, doc, self.chunking.key)
+            return document_id(full), "updated"
         with self.nb.writer() as writer:
-            self.write(writer, [PendingDocument(collection, name, prepared, None, None, None, old is not None)], IngestReport())
+            self.write(writer, [doc], IngestReport())
         return document_id(full), "updated" if old else "added"
 
     def ingest_loaded(self, loaded: Loaded, source: str, collection: str | None = None) -> tuple[int, str]:
@@ -294,9 +315,8 @@ class Ingestor:
         batch = []
         at = 0
         for p, chunks in planned:
-            loaded, source = p.prepared.loaded, p.source
-            doc = DocumentRecord(source, loaded.title, loaded.kind, loaded.text, loaded.content_hash, p.mtime, p.size,
-                                 loaded.tags, self.chunking.key, p.collection, p.path, p.stamp)
+            source = p.source
+            doc = p.record(self.chunking.key)
             records = [
                 ChunkRecord(chunk_id(source, doc.content_hash, c.start, c.end), c.index, c.start, c.end, c.token_count,
                             list(c.meta.get("headings", [])), c.text, vectors[at + i])

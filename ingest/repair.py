@@ -36,7 +36,8 @@ from .loaders import Loaded
 from .pipeline import ChunkSettings, IngestReport, Ingestor, Prepared, PendingDocument, check_has_text
 
 BATCH_DOCUMENTS = 64
-_META_COLUMNS = ("source", "collection", "path", "title", "kind", "mtime", "size", "stamp", "content_hash", "chunker", "tags")
+_META_COLUMNS = ("source", "collection", "path", "title", "kind", "mtime", "size", "stamp", "content_hash", "chunker", "tags",
+                 "aliases", "line_offset")
 _MAX_ROWID = 2**63 - 1
 
 
@@ -270,6 +271,14 @@ def _str(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def _texts(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def _json(value: Any) -> Any:
     try:
         return json.loads(_str(value))
@@ -324,15 +333,18 @@ def _restore_texts(ingestor: Ingestor, rows: list[_Row], report: RepairReport) -
             for row in rows[i : i + BATCH_DOCUMENTS]:
                 m = row.meta
                 name = m.get("source") or str(row.id)
-                loaded = Loaded(row.text, m.get("title") or name, m.get("kind") or "text", _json(m.get("tags")) or [])
+                loaded = Loaded(row.text, m.get("title") or name, m.get("kind") or "text", _json(m.get("tags")) or [],
+                                aliases=_texts(_json(m.get("aliases"))), line_offset=_count(m.get("line_offset")))
                 try:
                     check_has_text(loaded, name)
                 except EmptyDocumentError:
                     report.skipped.append(name)
                     continue
                 path = m.get("path") or name
+                # No stamp: wiki links are not salvaged, so the next ingest re-reads the file
+                # once and records them (its text unchanged, nothing is re-embedded).
                 pending.append(PendingDocument(m.get("collection") or "", path, Prepared(loaded), m.get("mtime"), m.get("size"),
-                                        m.get("stamp"), False))
+                                        None, False))
             ingestor.write(writer, pending, IngestReport())
             report.recovered += len(pending)
 

@@ -10,14 +10,15 @@ from .chat import LLMConfig
 from .errors import (DocumentNotFoundError, EmbeddingMismatchError, IndexCorruptError, RetrievalError, StorageError,
                      StorageFullError, StoreDamagedError, WriteLockTimeoutError)
 from .notebook import DEFAULT_EMBEDDING_MODEL, Notebook, resolve_data_dir
-from .records import (ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
-                      EmbeddingInfo, Filter, Hit, IndexState, Known, StoredChunk)
+from .records import (Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
+                      EmbeddingInfo, Filter, Hit, IndexState, Known, Link, LinkOut, NoteLinks, StoredChunk)
 from .search import Searcher, fuse
 from .sqlite_faiss import SqliteFaissBackend
 
 __all__ = [
     "Answer",
     "Backend",
+    "Backlink",
     "ChunkRecord",
     "Citation",
     "Collection",
@@ -36,6 +37,9 @@ __all__ = [
     "IndexState",
     "Known",
     "LLMConfig",
+    "Link",
+    "LinkOut",
+    "NoteLinks",
     "Notebook",
     "RetrievalError",
     "Searcher",

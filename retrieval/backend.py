@@ -17,6 +17,12 @@ Rules every backend keeps:
   are L2-normalised), ``lexical_search`` BM25 over chunk text.
 - A hit whose chunk is gone is dropped by search, so the vector side may lag a
   commit by a moment, never the chunks themselves.
+- Links (schema 3): ``put`` stores a record's ``aliases``, ``links`` and
+  ``line_offset`` with it; ``touch(..., meta=record)`` replaces them (and title,
+  kind, tags) in the same write, leaving text and chunks alone; ``known`` reports
+  the ``meta_hash`` stored. Aliases are searched lexically as the note's title
+  (their BM25 score adds to the note's first chunk); ``links`` resolves by
+  ``retrieval.vault.resolve`` within the document's collection.
 - Errors: ``DocumentNotFoundError`` for an unknown id, ``EmbeddingMismatchError``
   for vectors of another dimension, ``StorageError`` for a store that cannot be used.
 """
@@ -28,7 +34,7 @@ from typing import Any, ContextManager, Iterable, Protocol, Sequence, runtime_ch
 import numpy as np
 
 from .records import (ChunkRecord, Collection, Counts, DocumentInfo, DocumentRecord, DocumentSummary, EmbeddingInfo,
-                      Filter, IndexState, Known, StoredChunk)
+                      Filter, IndexState, Known, NoteLinks, StoredChunk)
 
 Ranking = list[tuple[int, float]]  # (chunk id, score), best first
 
@@ -39,8 +45,10 @@ class WriteSession(Protocol):
     def put(self, batch: Sequence[tuple[DocumentRecord, Sequence[ChunkRecord]]]) -> None:
         """Insert or replace documents with all their chunks, atomically."""
 
-    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None) -> None:
-        """Record a document's file identity anew (its content is unchanged)."""
+    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None, *,
+              meta: DocumentRecord | None = None) -> None:
+        """Record a document's file identity anew (its text is unchanged); with ``meta``,
+        also its title, kind, tags, aliases, links and line offset from that record."""
 
     def delete(self, doc_id: int) -> None:
         """Remove a document and its chunks; ``DocumentNotFoundError`` if there is none."""
@@ -95,6 +103,9 @@ class Backend(Protocol):
 
     def documents(self, *, limit: int = 1000, offset: int = 0) -> list[DocumentSummary]:
         """Documents ordered by source."""
+
+    def links(self, doc_id: int) -> NoteLinks:
+        """The document's links (resolved in its collection) and the links to it."""
 
     def chunk_count(self, doc_id: int) -> int: ...
 

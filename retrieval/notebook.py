@@ -19,9 +19,10 @@ import numpy as np
 from .answer import Answer, answer_question
 from .backend import Backend, WriteSession
 from .chat import LLMConfig
-from .errors import EmbeddingMismatchError
+from . import vault
+from .errors import DocumentNotFoundError, EmbeddingMismatchError
 from .locking import check_timeout
-from .records import Counts, DocumentInfo, DocumentSummary, Filter, Hit
+from .records import Counts, Document, DocumentInfo, DocumentSummary, Filter, Hit, NoteLinks
 from .search import Searcher
 from .sqlite_faiss import SqliteFaissBackend
 
@@ -123,6 +124,38 @@ class Notebook:
     def document(self, doc_id: int) -> DocumentInfo:
         """The document with its text (a ``Document``)."""
         return self.backend.document(doc_id)
+
+    def links(self, doc_id: int) -> NoteLinks:
+        """The document's wiki links, resolved, and the links to it."""
+        return self.backend.links(doc_id)
+
+    def open_urls(self, places: Sequence[tuple[int, int]]) -> list[str | None]:
+        """For each (document id, offset into its text), the URL that opens it in the
+        user's editor (``vault.open_url``); None for an upload or a document gone."""
+        roots = {c.name: c.root for c in self.backend.collections().values()}
+        found: dict[int, DocumentInfo | None] = {}
+        out: list[str | None] = []
+        for doc_id, offset in places:
+            if doc_id not in found:
+                found[doc_id] = self._located(doc_id, roots)
+            doc = found[doc_id]
+            if doc is None:
+                out.append(None)
+                continue
+            line = vault.line_at(doc.text, offset, doc.line_offset) if isinstance(doc, Document) else None
+            out.append(vault.open_url(roots.get(doc.collection), doc.path, doc.kind, line))
+        return out
+
+    def _located(self, doc_id: int, roots: dict[str, str | None]) -> DocumentInfo | None:
+        """The document, with its text only when a line number will be counted in it."""
+        try:
+            info = self.backend.document(doc_id, with_text=False)
+            root = roots.get(info.collection)
+            if root and info.kind in ("markdown", "text") and not vault.is_vault(root):
+                return self.backend.document(doc_id)
+            return info
+        except DocumentNotFoundError:
+            return None
 
     def documents(self, limit: int = 1000, offset: int = 0) -> list[DocumentSummary]:
         return self.backend.documents(limit=limit, offset=offset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -58,6 +59,20 @@ def _field_names(cls: type) -> frozenset[str]:
 # --- writes -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Link(Record):
+    """A wiki link (``[[Note#Heading|label]]``) or embed (``![[image.png]]``) as stored:
+    ``text[start:end]`` is what the reader sees (empty for an embed), and
+    ``text[:start] + raw + text[end:]`` gives back the markup as written."""
+
+    start: int
+    end: int
+    target: str  # the note or file as written, without the heading; "" links within the note
+    heading: str | None  # after the first '#': a heading or '^block' reference
+    raw: str
+    embed: bool = False
+
+
 @dataclass
 class DocumentRecord:
     source: str
@@ -72,10 +87,20 @@ class DocumentRecord:
     collection: str = LEGACY_COLLECTION
     path: str = ""  # inside the collection; empty means the source itself
     stamp: str | None = None  # file identity at ingest (see ingest.pipeline.file_stamp)
+    aliases: list[str] = field(default_factory=list)  # other names of the note, searched like its text
+    links: list[Link] = field(default_factory=list)  # wiki links and embeds, offsets into ``text``
+    line_offset: int = 0  # lines of the file before ``text`` (front matter), for line numbers in the file
 
     @property
     def id(self) -> int:
         return document_id(self.source)
+
+    @property
+    def meta_hash(self) -> str:
+        """What ingest compares besides the text: a change here rewrites the document's
+        metadata and links without re-embedding its chunks."""
+        meta = [self.title, self.kind, self.tags, self.aliases, self.line_offset, [l.to_dict() for l in self.links]]
+        return hashlib.sha256(json.dumps(meta, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -113,6 +138,9 @@ class Known(Record):
     stamp: str | None
     content_hash: str
     chunker: str
+    # ``DocumentRecord.meta_hash`` as stored; None before links were stored (schema 3).
+    # A derived digest, so not part of equality.
+    meta_hash: str | None = field(default=None, kw_only=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,8 @@ class DocumentInfo(Record):
     added_at: float
     collection: str
     path: str
+    aliases: list[str] = field(default_factory=list, kw_only=True)
+    line_offset: int = field(default=0, kw_only=True)  # lines of the file before the stored text
 
 
 @dataclass(frozen=True)
@@ -177,6 +207,42 @@ class Hit(Record):
     headings: list[str] = field(default_factory=list)
     dense_score: float | None = None
     lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class LinkOut(Record):
+    """A link of a document, resolved: ``doc_id``/``source`` of the note it opens, or
+    None when no stored document is that target (an image, a note not yet written)."""
+
+    start: int
+    end: int
+    text: str
+    target: str
+    heading: str | None
+    raw: str
+    embed: bool
+    doc_id: int | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class Backlink(Record):
+    """A link to a document from another one: ``text`` is ``source``'s text[start:end]."""
+
+    doc_id: int
+    source: str
+    title: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class NoteLinks(Record):
+    """A document's outgoing links (in text order) and the links to it (by source)."""
+
+    links: list[LinkOut]
+    backlinks: list[Backlink]
 
 
 @dataclass(frozen=True)

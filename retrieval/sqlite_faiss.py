@@ -22,7 +22,7 @@ from .errors import EmbeddingMismatchError, StorageFullError
 from .integrity import DB_NAME, CheckReport, check_at_open, full_check, guard
 from .lifecycle import IndexKeeper
 from .records import (ChunkRecord, Collection, Counts, DocumentInfo, DocumentRecord, DocumentSummary, EmbeddingInfo,
-                      Filter, IndexState, Known, StoredChunk)
+                      Filter, IndexState, Known, NoteLinks, StoredChunk)
 from .store import Store
 from .vectors import VectorIndex
 
@@ -43,7 +43,7 @@ class SqliteFaissBackend:
             self.store.get_meta("embedding")  # a damaged table fails here, not on the first search
         self.notices: list[str] = []
         self.keeper = IndexKeeper(self.folder, self.store, self._notice)
-        self._filters: dict[tuple[int, Filter], frozenset[int]] = {}
+        self._filters: dict[tuple[tuple[int, int], Filter], frozenset[int]] = {}
         self._filters_lock = threading.Lock()
 
     # --- writes -----------------------------------------------------------------
@@ -104,6 +104,10 @@ class SqliteFaissBackend:
         with self._guard("reading"):
             return self.store.documents(limit=limit, offset=offset)
 
+    def links(self, doc_id: int) -> NoteLinks:
+        with self._guard("reading"):
+            return self.store.links(doc_id)
+
     def chunk_count(self, doc_id: int) -> int:
         with self._guard("reading"):
             return self.store.documents_chunk_count(doc_id)
@@ -139,7 +143,7 @@ class SqliteFaissBackend:
     def _allowed(self, where: Filter | None) -> frozenset[int] | None:
         if where is None or (where.source_prefix is None and not where.tags):
             return None
-        key = (self.store.data_generation(), where)
+        key = (self.store.filter_generation(), where)
         with self._filters_lock:
             found = self._filters.get(key)
             if found is None:
@@ -200,9 +204,10 @@ class SqliteSession:
         ids = np.array([c.id for c in new], dtype=np.int64)
         self.keeper.apply(removed, ids, np.stack([c.vector for c in new]) if new else None)
 
-    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None) -> None:
+    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None, *,
+              meta: DocumentRecord | None = None) -> None:
         with self.store.transaction() as db:
-            self.store.touch_document(db, doc_id, mtime, size, stamp)
+            self.store.touch_document(db, doc_id, mtime, size, stamp, meta)
 
     def delete(self, doc_id: int) -> None:
         with self.store.transaction() as db:

@@ -17,8 +17,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import DocumentNotFoundError
-from .records import (LEGACY_COLLECTION, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord,
-                      DocumentSummary, Known, StoredChunk, chunk_id, document_id, source_name, stable_id)
+from .records import (LEGACY_COLLECTION, Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord,
+                      DocumentSummary, Known, LinkOut, NoteLinks, StoredChunk, chunk_id, document_id, source_name,
+                      stable_id)
+from .vault import name_key, resolve
 
 __all__ = ["LEGACY_COLLECTION", "ChunkRecord", "Collection", "DocumentRecord", "Known", "Store", "chunk_id",
            "document_id", "source_name", "stable_id"]
@@ -38,7 +40,11 @@ CREATE TABLE IF NOT EXISTS documents(
     chunker TEXT NOT NULL,
     tags TEXT NOT NULL DEFAULT '[]',
     text TEXT NOT NULL,
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '[]',
+    line_offset INTEGER NOT NULL DEFAULT 0,
+    meta_hash TEXT,
+    link_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY,
@@ -62,10 +68,27 @@ END;
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab(chunks_fts, 'row');
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS collections(name TEXT PRIMARY KEY, root TEXT UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS links(
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    heading TEXT,
+    raw TEXT NOT NULL,
+    embed INTEGER NOT NULL,
+    target_name TEXT NOT NULL,
+    PRIMARY KEY(doc_id, idx)
+);
+CREATE INDEX IF NOT EXISTS links_by_name ON links(target_name);
+CREATE VIRTUAL TABLE IF NOT EXISTS aliases_fts USING fts5(aliases, tokenize='porter unicode61');
 """
 # Created after the migration, which adds the columns they index.
-INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);"
-SCHEMA_VERSION = 2
+INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);
+CREATE INDEX IF NOT EXISTS documents_by_link_name ON documents(collection, link_name);
+"""
+SCHEMA_VERSION = 3
 # In a large collection a word found in more than COMMON_SHARE of the chunks adds
 # little to BM25 but makes FTS5 score most of the table: it is left out of the
 # query when rarer words remain (100k chunks: lexical p99 54 -> ~13 ms).
@@ -88,12 +111,30 @@ class Store:
         self.db.executescript(INDEXES)
 
     def _migrate(self) -> None:
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+        if "collection" not in columns:
+            self._migrate_to_collections()
+        if "meta_hash" not in columns:
+            self._migrate_to_links()
+
+    def _migrate_to_links(self) -> None:
+        """Version 2 folders had no aliases, links or line offsets: the columns start
+        empty and every file stamp is forgotten, so the next ingest reads each file
+        once and records them (a metadata change only: nothing is re-embedded)."""
+        with self.transaction() as db:
+            db.execute("ALTER TABLE documents ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
+            db.execute("ALTER TABLE documents ADD COLUMN line_offset INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE documents ADD COLUMN meta_hash TEXT")
+            db.execute("ALTER TABLE documents ADD COLUMN link_name TEXT NOT NULL DEFAULT ''")
+            db.executemany("UPDATE documents SET link_name=? WHERE id=?",
+                           [(name_key(path), doc_id) for doc_id, path in db.execute("SELECT id, path FROM documents").fetchall()])
+            db.execute("UPDATE documents SET stamp=NULL")
+            self.set_meta(db, "schema", SCHEMA_VERSION)
+
+    def _migrate_to_collections(self) -> None:
         """Version 1 folders had no collections: their documents become the legacy
         collection (bare sources, ids unchanged), claimed by the first folder that
         holds their files (see ingest.pipeline)."""
-        columns = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
-        if "collection" in columns:
-            return
         with self.transaction() as db:
             db.execute("ALTER TABLE documents ADD COLUMN collection TEXT NOT NULL DEFAULT ''")
             db.execute("ALTER TABLE documents ADD COLUMN path TEXT NOT NULL DEFAULT ''")
@@ -102,7 +143,7 @@ class Store:
             if db.execute("SELECT 1 FROM documents LIMIT 1").fetchone():
                 db.execute("INSERT OR IGNORE INTO collections(name, root, created_at) VALUES(?, NULL, ?)",
                            (LEGACY_COLLECTION, time.time()))
-            self.set_meta(db, "schema", SCHEMA_VERSION)
+            self.set_meta(db, "schema", 2)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -150,9 +191,15 @@ class Store:
         """Bumped by every committed change to chunks; the index records the one it reflects."""
         return int(self.get_meta("data_generation", 0))
 
-    def _bump(self, db: sqlite3.Connection) -> None:
-        row = db.execute("SELECT value FROM meta WHERE key='data_generation'").fetchone()
-        self.set_meta(db, "data_generation", (json.loads(row[0]) if row else 0) + 1)
+    def filter_generation(self) -> tuple[int, int]:
+        """Changes when what a search filter selects may have: chunks (the data generation)
+        or a document's tags alone (a metadata touch, which leaves the index alone)."""
+        found = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('data_generation', 'meta_generation')"))
+        return int(json.loads(found.get("data_generation", "0"))), int(json.loads(found.get("meta_generation", "0")))
+
+    def _bump(self, db: sqlite3.Connection, key: str = "data_generation") -> None:
+        row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        self.set_meta(db, key, (json.loads(row[0]) if row else 0) + 1)
 
     # --- writes -------------------------------------------------------------
 
@@ -170,6 +217,7 @@ class Store:
             (doc.id, doc.source, doc.collection, doc.path or doc.source, doc.stamp, doc.title, doc.kind, doc.mtime, doc.size,
              doc.content_hash, doc.chunker, json.dumps(doc.tags), doc.text, time.time()),
         )
+        self._write_meta(db, doc)
         db.executemany(
             "INSERT INTO chunks(id, doc_id, idx, start, end, token_count, headings, text, vector) VALUES(?,?,?,?,?,?,?,?,?)",
             [(c.id, doc.id, c.idx, c.start, c.end, c.token_count, json.dumps(c.headings), c.text,
@@ -179,8 +227,28 @@ class Store:
         return old
 
     def touch_document(self, db: sqlite3.Connection, doc_id: int, mtime: float | None, size: int | None,
-                       stamp: str | None = None) -> None:
+                       stamp: str | None = None, meta: DocumentRecord | None = None) -> None:
         db.execute("UPDATE documents SET mtime=?, size=?, stamp=? WHERE id=?", (mtime, size, stamp, doc_id))
+        if meta is not None:
+            if meta.id != doc_id:
+                raise ValueError(f"touch of document {doc_id} given the metadata of {meta.source!r} ({meta.id})")
+            db.execute("UPDATE documents SET title=?, kind=?, tags=? WHERE id=?",
+                       (meta.title, meta.kind, json.dumps(meta.tags), doc_id))
+            self._write_meta(db, meta)
+            self._bump(db, "meta_generation")
+
+    def _write_meta(self, db: sqlite3.Connection, doc: DocumentRecord) -> None:
+        """Aliases, links and line offset of a document (inside ``db``'s transaction)."""
+        db.execute("UPDATE documents SET aliases=?, line_offset=?, meta_hash=?, link_name=? WHERE id=?",
+                   (json.dumps(doc.aliases), doc.line_offset, doc.meta_hash, name_key(doc.path or doc.source), doc.id))
+        db.execute("DELETE FROM links WHERE doc_id=?", (doc.id,))
+        db.executemany(
+            "INSERT INTO links(doc_id, idx, start, end, target, heading, raw, embed, target_name) VALUES(?,?,?,?,?,?,?,?,?)",
+            [(doc.id, i, l.start, l.end, l.target, l.heading, l.raw, int(l.embed), name_key(l.target))
+             for i, l in enumerate(doc.links)])
+        db.execute("DELETE FROM aliases_fts WHERE rowid=?", (doc.id,))
+        if doc.aliases:
+            db.execute("INSERT INTO aliases_fts(rowid, aliases) VALUES(?, ?)", (doc.id, "\n".join(doc.aliases)))
 
     def add_collection(self, db: sqlite3.Connection, name: str, root: str | None) -> Collection:
         db.execute("INSERT OR IGNORE INTO collections(name, root, created_at) VALUES(?, ?, ?)", (name, root, time.time()))
@@ -195,6 +263,8 @@ class Store:
         if db.execute("DELETE FROM documents WHERE id=?", (doc_id,)).rowcount == 0:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
         db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+        db.execute("DELETE FROM links WHERE doc_id=?", (doc_id,))
+        db.execute("DELETE FROM aliases_fts WHERE rowid=?", (doc_id,))
         self._bump(db)
         return ids
 
@@ -202,13 +272,12 @@ class Store:
 
     def known(self) -> dict[str, Known]:
         """source -> what ingest compares, for every document."""
-        rows = self.db.execute("SELECT source, collection, path, mtime, size, stamp, content_hash, chunker FROM documents")
-        return {r[0]: Known(*r) for r in rows}
+        rows = self.db.execute(f"SELECT {_KNOWN_COLUMNS} FROM documents")
+        return {r[0]: _known(r) for r in rows}
 
     def known_source(self, source: str) -> Known | None:
-        row = self.db.execute("SELECT source, collection, path, mtime, size, stamp, content_hash, chunker FROM documents "
-                              "WHERE source=?", (source,)).fetchone()
-        return Known(*row) if row else None
+        row = self.db.execute(f"SELECT {_KNOWN_COLUMNS} FROM documents WHERE source=?", (source,)).fetchone()
+        return _known(row) if row else None
 
     def collections(self) -> dict[str, Collection]:
         return {r[0]: Collection(r[0], r[1]) for r in self.db.execute("SELECT name, root FROM collections")}
@@ -219,7 +288,7 @@ class Store:
         row = self.db.execute(f"SELECT {cols} FROM documents WHERE id=?", (doc_id,)).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
-        return Document(*_doc_fields(row[:12]), row[12]) if with_text else DocumentInfo(*_doc_fields(row))
+        return _doc(Document, row[:_DOC_WIDTH], row[_DOC_WIDTH]) if with_text else _doc(DocumentInfo, row)
 
     def document_by_source(self, source: str) -> DocumentInfo | None:
         row = self.db.execute("SELECT id FROM documents WHERE source=?", (source,)).fetchone()
@@ -231,7 +300,7 @@ class Store:
             "ORDER BY source LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
-        return [DocumentSummary(*_doc_fields(row[:12]), row[12]) for row in rows]
+        return [_doc(DocumentSummary, row[:_DOC_WIDTH], row[_DOC_WIDTH]) for row in rows]
 
     def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
         ids = list(ids)
@@ -282,7 +351,54 @@ class Store:
             (match, limit),
         ).fetchall()
         hits = [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed]
+        hits = self._with_aliases(hits, match, limit, allowed)
         return hits[:k]
+
+    def _with_aliases(self, hits: list[tuple[int, float]], match: str, limit: int,
+                      allowed: set[int] | frozenset[int] | None) -> list[tuple[int, float]]:
+        """An alias is another title of a note: a match adds its BM25 score to the note's
+        first chunk (its top), which joins the hits if it was not among them."""
+        named = self.db.execute("SELECT rowid, bm25(aliases_fts) FROM aliases_fts WHERE aliases_fts MATCH ? "
+                                "ORDER BY bm25(aliases_fts) LIMIT ?", (match, limit)).fetchall()
+        if not named:
+            return hits
+        firsts = dict(self.db.execute(f"SELECT doc_id, id FROM chunks WHERE idx=0 AND doc_id IN ({','.join('?' * len(named))})",
+                                      [r[0] for r in named]).fetchall())
+        scores = dict(hits)
+        for doc_id, score in named:
+            first = firsts.get(doc_id)
+            if first is not None and (allowed is None or first in allowed):
+                scores[first] = scores.get(first, 0.0) - float(score)
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+    def links(self, doc_id: int) -> NoteLinks:
+        """The document's links resolved within its collection, and the links to it."""
+        row = self.db.execute("SELECT collection, path, text, source FROM documents WHERE id=?", (doc_id,)).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        collection, path, text, own_source = row
+        named: dict[str, dict[int, tuple[str, str]]] = {}  # name key -> {id: (path, source)}
+
+        def opened(target: str) -> tuple[int | None, str | None]:
+            if not target:
+                return doc_id, own_source  # within the note
+            key = name_key(target)
+            if key not in named:
+                named[key] = {r[0]: (r[1], r[2]) for r in self.db.execute(
+                    "SELECT id, path, source FROM documents WHERE collection=? AND link_name=?", (collection, key))}
+            found = resolve(target, ((i, p) for i, (p, _) in named[key].items()))
+            return found, named[key][found][1] if found is not None else None
+
+        out = []
+        for start, end, target, heading, raw, embed in self.db.execute(
+                "SELECT start, end, target, heading, raw, embed FROM links WHERE doc_id=? ORDER BY idx", (doc_id,)):
+            opens, source = opened(target)
+            out.append(LinkOut(start, end, text[start:end], target, heading, raw, bool(embed), opens, source))
+        back = [Backlink(*r[:6]) for r in self.db.execute(
+            "SELECT d.id, d.source, d.title, l.start, l.end, substr(d.text, l.start + 1, l.end - l.start), l.target "
+            "FROM links l JOIN documents d ON d.id = l.doc_id WHERE l.target_name=? AND d.collection=? AND d.id != ? "
+            "ORDER BY d.source, l.idx", (name_key(path), collection, doc_id)) if opened(r[6])[0] == doc_id]
+        return NoteLinks(out, back)
 
     def documents_chunk_count(self, doc_id: int) -> int:
         return self.db.execute("SELECT COUNT(*) FROM chunks WHERE doc_id=?", (doc_id,)).fetchone()[0]
@@ -314,14 +430,20 @@ class Store:
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-_DOC_COLUMNS = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path"
+_DOC_COLUMNS = "id, source, title, kind, mtime, size, content_hash, chunker, tags, added_at, collection, path, aliases, line_offset"
+_DOC_WIDTH = 14
+_KNOWN_COLUMNS = "source, collection, path, mtime, size, stamp, content_hash, chunker, meta_hash"
 
 
-def _doc_fields(row: Sequence[Any]) -> list[Any]:
-    """The ``DocumentInfo`` fields of a row of ``_DOC_COLUMNS`` (tags stored as JSON)."""
-    values = list(row)
-    values[8] = json.loads(values[8])
-    return values
+def _doc(cls: type, row: Sequence[Any], *extra: Any):
+    """A ``DocumentInfo`` (or subclass, with ``extra`` fields) from a row of ``_DOC_COLUMNS``."""
+    values = list(row[:12])
+    values[8] = json.loads(values[8])  # tags
+    return cls(*values, *extra, aliases=json.loads(row[12]), line_offset=row[13])
+
+
+def _known(row: Sequence[Any]) -> Known:
+    return Known(*row[:8], meta_hash=row[8])
 
 
 @functools.lru_cache(maxsize=1)

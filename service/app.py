@@ -32,9 +32,9 @@ from retrieval.errors import WriteLockTimeoutError
 from . import services, wiring
 from .admission import Admission, write_lock_busy
 from .images import ROUTES as IMAGE_ROUTES
-from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Deleted, Document, DocumentAdded, DocumentList,
-                     DocumentSummary, DocumentUpload, Health, Hit, PromptRequest, PromptResponse, SearchRequest,
-                     SearchResponse, TextDocument, declared_body, decode, errors)
+from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Backlink, Deleted, Document, DocumentAdded,
+                     DocumentList, DocumentSummary, DocumentUpload, Health, Hit, LinkOut, PromptRequest, PromptResponse,
+                     SearchRequest, SearchResponse, TextDocument, declared_body, decode, errors)
 from .services import DEPENDENCIES, Injected, ServiceConfig, check_config
 from .settings import Settings, load_settings
 
@@ -190,7 +190,12 @@ def list_documents(notebook: Injected[Notebook], limit: PageSize = 100, offset: 
 
 @get("/documents/{doc_id:int}", sync_to_thread=True, responses=errors(400, 404, 503))
 def get_document(notebook: Injected[Notebook], doc_id: DocId) -> Document:
-    return msgspec.convert(notebook.document(doc_id), Document)
+    """The document with its text, its aliases, its wiki links (resolved) and the links to it."""
+    doc = msgspec.convert(notebook.document(doc_id), Document, from_attributes=True)
+    links = notebook.links(doc_id)
+    doc.links = msgspec.convert(links.links, list[LinkOut], from_attributes=True)
+    doc.backlinks = msgspec.convert(links.backlinks, list[Backlink], from_attributes=True)
+    return doc
 
 
 @delete("/documents/{doc_id:int}", status_code=200, sync_to_thread=True, responses=errors(400, 404, 409, 429, 503, 507))
@@ -202,13 +207,18 @@ def delete_document(notebook: Injected[Notebook], doc_id: DocId) -> Deleted:
 @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
 def search(notebook: Injected[Notebook], data: JSONBody[SearchRequest]) -> SearchResponse:
     filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
-    hits = notebook.search(data.query, k=data.k, filters=filters, mode=data.mode)
-    return SearchResponse(query=data.query, mode=data.mode, hits=msgspec.convert(hits, list[Hit], from_attributes=True))
+    hits = msgspec.convert(notebook.search(data.query, k=data.k, filters=filters, mode=data.mode), list[Hit], from_attributes=True)
+    for hit, url in zip(hits, notebook.open_urls([(h.doc_id, h.start) for h in hits])):
+        hit.open_url = url
+    return SearchResponse(query=data.query, mode=data.mode, hits=hits)
 
 
 @post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
 def ask(notebook: Injected[Notebook], data: JSONBody[AskRequest]) -> AnswerResponse:
-    return msgspec.convert(notebook.ask(data.question, k=data.k).to_dict(), AnswerResponse)  # the notebook's LLM endpoint
+    answer = msgspec.convert(notebook.ask(data.question, k=data.k).to_dict(), AnswerResponse)  # the notebook's LLM endpoint
+    for citation, url in zip(answer.citations, notebook.open_urls([(c.doc_id, c.start) for c in answer.citations])):
+        citation.open_url = url
+    return answer
 
 
 @post("/prompts", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))

@@ -183,8 +183,38 @@ class DocumentSummary(DocumentMeta):
     chunks: int
 
 
+class LinkOut(Struct):
+    """A wiki link or embed of the document: ``text`` is the document's text[start:end]
+    (empty for an embed), ``raw`` the markup as written; ``doc_id``/``source`` the note
+    it opens, None when no stored document is its target."""
+
+    start: int
+    end: int
+    text: str
+    target: str
+    heading: str | None
+    raw: str
+    embed: bool
+    doc_id: int | None
+    source: str | None
+
+
+class Backlink(Struct):
+    """A link to the document: ``text`` is ``source``'s text[start:end]."""
+
+    doc_id: int
+    source: str
+    title: str
+    start: int
+    end: int
+    text: str
+
+
 class Document(DocumentMeta):
     text: str
+    aliases: list[str] = []
+    links: list[LinkOut] = []
+    backlinks: list[Backlink] = []
 
 
 class DocumentList(Struct):
@@ -210,6 +240,7 @@ class Hit(Struct):
     headings: list[str]
     dense_score: float | None
     lexical_score: float | None
+    open_url: str | None = None  # opens the note in Obsidian (a vault) or as a file:// URL at its line
 
 
 class SearchResponse(Struct):
@@ -225,6 +256,7 @@ class Citation(Struct):
     end: int
     text: str
     score: float
+    open_url: str | None = None  # as ``Hit.open_url``
 
 
 class AnswerResponse(Struct, omit_defaults=True):

@@ -37,6 +37,11 @@ MARKDOWN = {
     "long line, no spaces": lambda n: repeat("x", n),
     "CR line endings": lambda n: repeat("line\r", n),
     "combining marks": lambda n: repeat("\u0301\u0316", n, head="a"),
+    # Obsidian conventions (ingest.obsidian): links, embeds, tags and code spans on one line
+    "wiki link flood": lambda n: repeat("[[a#b|c]] ", n), "unclosed wiki links": lambda n: repeat("[[x", n),
+    "bracket flood": lambda n: repeat("[", n), "embed flood": lambda n: repeat("![[p.png]]", n),
+    "tag flood": lambda n: repeat("#a ", n), "backtick runs": lambda n: repeat("`a``", n),
+    "links in code spans": lambda n: repeat("`[[x]] #t` ", n), "fence flood": lambda n: repeat("```\n[[x]]\n", n),
 }
 TEXT = {
     "prose": lambda n: repeat(PROSE, n),

@@ -1,0 +1,66 @@
+"""Obsidian's rules, shared by every backend: which document a wiki link opens,
+and the URL that opens a cited place in the user's own editor.
+
+A link opens a document of the same collection (a vault is one folder). Its
+target is matched case-insensitively, without a ``.md`` extension, against the
+whole path inside the collection or against the path's tail (``[[Note]]`` and
+``[[folder/Note]]`` both open ``notes/folder/Note.md``); when several match, the
+shortest path wins, then the first in sort order: Obsidian's "shortest path
+when possible".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+from urllib.parse import quote
+
+NOTE_SUFFIX = ".md"
+VAULT_MARKER = ".obsidian"  # a folder holding this sub-folder is an Obsidian vault
+
+
+def link_key(target_or_path: str) -> str:
+    """A link target or a document path in the form they are compared in."""
+    key = target_or_path.strip().replace("\\", "/").lstrip("/").lower()
+    while key.startswith("./"):
+        key = key[2:]
+    return key[: -len(NOTE_SUFFIX)] if key.endswith(NOTE_SUFFIX) else key
+
+
+def name_key(target_or_path: str) -> str:
+    """The last segment of ``link_key``: what a link and the documents it may open share."""
+    return link_key(target_or_path).rsplit("/", 1)[-1]
+
+
+def resolve(target: str, documents: Iterable[tuple[int, str]]) -> int | None:
+    """The id among ``documents`` ((id, path in the collection), ...) that ``target`` opens."""
+    wanted = link_key(target)
+    if not wanted:
+        return None
+    matches = [(len(path), path, doc_id) for doc_id, path in documents
+               if (key := link_key(path)) == wanted or key.endswith("/" + wanted)]
+    return min(matches)[2] if matches else None
+
+
+def is_vault(root: str | os.PathLike) -> bool:
+    return Path(root, VAULT_MARKER).is_dir()
+
+
+def open_url(root: str | None, path: str, kind: str, line: int | None) -> str | None:
+    """Where a cited document opens: ``obsidian://open?vault=…&file=…`` inside a vault,
+    else a ``file://`` URL with ``#L<line>`` for text notes. None for a document that
+    has no folder (an API upload)."""
+    if not root:
+        return None
+    if is_vault(root):
+        file = path[: -len(NOTE_SUFFIX)] if path.lower().endswith(NOTE_SUFFIX) else path
+        return f"obsidian://open?vault={quote(Path(root).name, safe='')}&file={quote(file, safe='')}"
+    url = Path(root, *PurePosixPath(path).parts).as_uri()
+    return f"{url}#L{line}" if line is not None and kind in ("markdown", "text") else url
+
+
+def line_at(text: str, offset: int, line_offset: int = 0) -> int:
+    """The 1-based line of the file at ``offset`` into the stored ``text``: stored text
+    keeps every line break of the body, so only the lines before it (front matter) add."""
+    return line_offset + text.count("\n", 0, offset) + 1
