@@ -98,6 +98,7 @@ def test_ask_then_citation_opens_the_note_with_the_cited_span_highlighted(page, 
     page.wait_for_selector("#hits li .citation")
     sources = page.locator("#hits .citation").all_text_contents()
     assert sources and all(s.startswith("uploads/sd-") for s in sources)
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shots / "ask.png"))
 
 
@@ -119,6 +120,7 @@ def test_prompt_builder_count_equals_the_api_count(page, server, shots):
         doc = next(d for d in server.get("/documents").json()["documents"] if d["source"] == from_notes[0]["source"])
         text = server.get(f"/documents/{doc['id']}").json()["text"]
         assert page.wait_for_selector("#highlight").text_content() == text[from_notes[0]["start"]:from_notes[0]["end"]]
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shots / "prompt.png"))
 
 
@@ -140,6 +142,7 @@ def test_generate_shows_the_gallery_in_score_order_and_reruns_a_seed(page, serve
     assert seeds == [i["seed"] for i in ranked] and sorted(seeds) == [40, 41, 42]
     assert page.locator("#gallery img").evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth === 64)")
     assert page.evaluate("document.querySelector('#progress').value === document.querySelector('#progress').max")
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shots / "generate.png"))
     page.locator("#gallery li button").nth(1).click()
     page.wait_for_function(f"document.querySelectorAll('#gallery li').length === 1 && document.querySelector('#gallery li').dataset.seed === '{seeds[1]}'")
