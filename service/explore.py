@@ -48,7 +48,7 @@ class StoreStatus(Struct):
     documents: int
     chunks: int
     embedding: dict[str, Any]
-    chunker: str | None
+    chunker: dict[str, Any] | str | None  # recorded by a repair; each document keeps its own
     index: dict[str, Any]
     notices: list[str]
     generation: GenerationStatus
@@ -107,9 +107,7 @@ def store_status(notebook: Injected[Notebook], backend: Injected[Lazy[DiffusersB
     and whether image generation has a model. The data folder's path is not shown."""
     status = notebook.status()
     status.pop("data_dir", None)
-    chunker = status.get("chunker")
-    return msgspec.convert({**status, "chunker": chunker if isinstance(chunker, str) or chunker is None else msgspec.json.encode(chunker).decode(),
-                            "generation": generation_status(backend.get())}, StoreStatus)
+    return msgspec.convert({**status, "generation": generation_status(backend.get())}, StoreStatus)
 
 
 @get("/chunkers", sync_to_thread=False, responses=errors())

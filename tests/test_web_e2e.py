@@ -27,10 +27,14 @@ NOTES = sorted((Path(__file__).resolve().parent.parent / "samples" / "notes").gl
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_folder, fitted_clip):
     name, weights, folder = fitted_clip
-    proc, base = serve(tmp_path_factory.mktemp("web-data"), {
-        "NOTELOOM_API_KEY": API_KEY, "NOTELOOM_SD_MODEL": str(tiny_folder), "NOTELOOM_CLIP_MODEL": name,
+    data = tmp_path_factory.mktemp("web-data")
+    link = data.parent / "sd-model"  # a link, so that one test can take the model away
+    link.symlink_to(tiny_folder, target_is_directory=True)
+    proc, base = serve(data, {
+        "NOTELOOM_API_KEY": API_KEY, "NOTELOOM_SD_MODEL": str(link), "NOTELOOM_CLIP_MODEL": name,
         "NOTELOOM_CLIP_PRETRAINED": weights, "NOTELOOM_CLIP_CONFIG_DIR": str(folder)})
     client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=120)
+    client.sd_link, client.sd_folder = link, tiny_folder
     for path in NOTES:
         r = client.post("/documents", files={"file": (path.name, path.read_bytes())})
         assert r.status_code == 201, r.text
@@ -197,3 +201,27 @@ def test_keyboard_labels_and_phone_width(browser, server, shots):
         page.click(f"#tab-{tab}")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{tab} scrolls sideways at phone width"
     context.close()
+
+
+
+def test_without_a_model_the_page_says_what_to_set_and_the_rest_works(browser, server):
+    """The configured model folder goes missing (the server's own check, no reload);
+    the Generate view names the setting and asking still works."""
+    link = server.sd_link
+    link.unlink()
+    try:
+        context = browser.new_context()
+        context.add_init_script(f"localStorage.setItem('noteloom-key', {API_KEY!r})")
+        page = context.new_page()
+        page.goto(str(server.base_url) + "/app/")
+        page.click("#tab-generate")
+        notice = page.wait_for_selector("#model-notice:not([hidden])")
+        assert "Set NOTELOOM_SD_MODEL" in notice.text_content() and str(link) in notice.text_content()
+        page.click("#tab-ask")
+        page.fill("#question", "What is a LoRA rank?")
+        page.click("#ask-form button")
+        page.locator("#citations .citation").first.click()
+        assert page.wait_for_selector("#highlight").text_content() == page.locator("#citations .cited").first.text_content()
+        context.close()
+    finally:
+        link.symlink_to(server.sd_folder, target_is_directory=True)

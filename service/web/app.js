@@ -126,7 +126,7 @@ $("#search-form").addEventListener("submit", (e) => {
 async function loadStatus() {
   const s = await api("GET", "/status");
   const rows = [["Documents", s.documents], ["Chunks", s.chunks], ["Index", `${s.index.kind ?? "none yet"} (${s.index.vectors} vectors)`],
-    ["Embedding model", s.embedding.model], ["Chunker", s.chunker ?? "—"]];
+    ["Embedding model", s.embedding.model], ["Chunker", typeof s.chunker === "object" && s.chunker ? JSON.stringify(s.chunker) : s.chunker ?? "per document"]];
   $("#status").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
   $("#notices").replaceChildren(...s.notices.map((n) => el("li", { className: "notice" }, n)));
   const g = s.generation;
@@ -266,7 +266,7 @@ async function showGallery(images) {
   const cards = await Promise.all(images.map(async (img, rank) => {
     const blob = await api("GET", img.url); // fetched with the key: an <img src> could not send it
     const p = img.params;
-    const summary = `steps ${p.steps ?? "?"} · guidance ${p.guidance_scale ?? "?"} · ${p.width ?? "?"}×${p.height ?? "?"} · ${p.scheduler ?? "default"}`;
+    const summary = `${p.mode ?? "txt2img"} · steps ${p.steps ?? "?"} · guidance ${p.guidance_scale ?? "?"} · ${p.width ?? "?"}×${p.height ?? "?"} · ${p.scheduler ?? "default"}`;
     return el("li", { className: "image", dataset: { score: img.score ?? "", seed: img.seed } },
       el("img", { src: URL.createObjectURL(blob), alt: `image ${rank + 1}, seed ${img.seed}` }),
       el("p", {}, el("strong", {}, `score ${img.score === null ? "—" : img.score.toFixed(2)}`), ` · seed ${img.seed}`),
