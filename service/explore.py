@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 from litestar import get, post
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.params import JSONBody
 from msgspec import Meta, Struct
 
@@ -25,7 +25,8 @@ from .models import MAX_ID, MAX_NAME_CHARS, Strict, errors
 from .services import Injected
 from .wiring import Lazy
 
-MAX_PREVIEW_CHARS = 1_000_000  # a pasted text to preview; stored notes are previewed whatever their size
+MAX_PREVIEW_CHARS = 200_000  # chunked here, in the server, not in an ingest worker: a preview is for reading
+MAX_PREVIEW_CHUNKS = 5_000
 HIDDEN_PARAMETERS = {"threads", "embedder"}  # server resources, not how text is split
 ParamValue = Annotated[str, Meta(max_length=MAX_NAME_CHARS)] | int | float | bool | None
 
@@ -142,7 +143,11 @@ async def preview_chunks(notebook: Injected[Notebook], ingestor: Injected[Ingest
 
     def run() -> ChunkPreview:
         text = data.text if data.text is not None else notebook.document(data.doc_id).text
+        if len(text) > MAX_PREVIEW_CHARS:
+            raise HTTPException(status_code=413, detail=f"the note is {len(text)} characters; a preview takes at most {MAX_PREVIEW_CHARS}")
         found = settings.chunker()(text)
+        if len(found) > MAX_PREVIEW_CHUNKS:
+            raise ClientException(f"{len(found)} chunks; a preview shows at most {MAX_PREVIEW_CHUNKS}: raise max_tokens")
         chunks = [PreviewChunk(index=c.index, start=c.start, end=c.end, token_count=c.token_count,
                                spans=[list(s) for s in c.spans] if c.spans else None) for c in found]
         return ChunkPreview(method=data.method, params=dict(data.params), doc_id=data.doc_id, chars=len(text), chunks=chunks)

@@ -77,10 +77,22 @@ def test_preview_gives_the_chunker_offsets_for_a_note_and_a_text(client, method,
     ({"method": "fixed", "text": "x", "params": {"tokenizer": "/etc"}}, 400, "tokenizer must be one of"),
     ({"method": "fixed", "text": "x", "params": {"threads": 64}}, 400, "'threads' is the server's"),
     ({"method": "fixed", "doc_id": 12345}, 404, ""),
+    ({"method": "fixed", "text": "word " * 5001, "params": {"max_tokens": 1, "tokenizer": "words"}}, 400, "5001 chunks; a preview shows at most 5000"),
 ])
 def test_preview_refuses_bad_requests_by_name(client, body, status, needle):
     r = client.post("/chunks/preview", json=body)
     assert r.status_code == status and needle in r.json()["detail"], r.text
+
+
+def test_preview_refuses_a_note_over_its_size_limit(client):
+    from service.explore import MAX_PREVIEW_CHARS
+
+    big = client.post("/documents", json={"text": "Long note. " * (MAX_PREVIEW_CHARS // 11 + 1), "source": "big.md"}).json()["id"]
+    r = client.post("/chunks/preview", json={"doc_id": big, "method": "recursive"})
+    assert r.status_code == 413 and f"at most {MAX_PREVIEW_CHARS}" in r.json()["detail"]
+    r = client.post("/chunks/preview", json={"text": "x" * (MAX_PREVIEW_CHARS + 1), "method": "recursive"})
+    assert r.status_code == 400 and "text" in r.json()["detail"]
+    client.delete(f"/documents/{big}")
 
 
 def test_the_new_routes_need_the_key_and_the_page_does_not(client):
