@@ -166,7 +166,10 @@ def prove_server(notes: Path) -> None:
             prompt = post(base, "/prompts", {"idea": "a lighthouse at dusk, oil painting"})
             if not prompt.get("prompt"):
                 fail(f"POST /prompts gave {prompt}")
-            print(f"ok  noteloom serve: /search and /prompts answer ({prompt['tokens']['prompt']} CLIP tokens)")
+            with urllib.request.urlopen(base + "/app/app.js", timeout=10) as page:  # package data: the web page's files
+                if b"/chunks/preview" not in page.read():
+                    fail("GET /app/app.js did not serve the web page's script")
+            print(f"ok  noteloom serve: /search and /prompts answer ({prompt['tokens']['prompt']} CLIP tokens), /app/ serves the page")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

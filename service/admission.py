@@ -48,6 +48,7 @@ ROUTE_CLASSES: dict[tuple[str, str], str] = {
     ("POST", "/ask"): "ask",
     ("POST", "/search"): "search",
     ("POST", "/prompts"): "search",
+    ("POST", "/chunks/preview"): "search",
     ("POST", "/documents"): "documents",
     ("DELETE", "/documents/{}"): "documents",
     ("POST", "/generate"): "generate",

@@ -29,8 +29,9 @@ from ingest.sources import MAX_COLLECTION_CHARS, MAX_SOURCE_CHARS, check_collect
 from retrieval import Notebook
 from retrieval.errors import WriteLockTimeoutError
 
-from . import services, wiring
+from . import page, services, wiring
 from .admission import Admission, write_lock_busy
+from .explore import ROUTES as EXPLORE_ROUTES
 from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Backlink, Deleted, Document, DocumentAdded,
                      DocumentList, DocumentSummary, DocumentUpload, Health, Hit, LinkOut, PromptRequest, PromptResponse,
@@ -91,8 +92,9 @@ def authorised(connection: ASGIConnection, expected: str | None) -> bool:
 def api_key_guard(api_key: str | None):
     """The guard of every route but the public ones (and of admission control)."""
 
-    def guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
-        if connection.url.path not in PUBLIC_PATHS and not authorised(connection, api_key):
+    def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+        public = connection.url.path in PUBLIC_PATHS or handler.opt.get("public")  # the web page's static files
+        if not public and not authorised(connection, api_key):
             raise NotAuthorizedException("missing or wrong API key: send it as X-API-Key or Authorization: Bearer")
 
     return guard
@@ -262,7 +264,8 @@ def create_app(config: ServiceConfig | None = None, *, settings: Settings | None
 
     guard = api_key_guard(config.api_key)
     return Litestar(
-        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES],
+        route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES,
+                        *EXPLORE_ROUTES, *page.routes()],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         guards=[guard],
