@@ -59,13 +59,13 @@ CHUNK_FIELDS = ("doc_id", "source", "title", "idx", "start", "end", "token_count
 
 class QdrantBackend:
     """``Backend`` on Qdrant: ``url`` (with ``api_key``) for a server or cluster,
-    else ``path``, a folder for qdrant-client's local mode. ``prefix`` names the
+    else ``path``, a folder for qdrant-client's local mode (``":memory:"``: none). ``prefix`` names the
     collections; ``lexical_avg_len`` is BM25's average chunk length in words."""
 
     def __init__(self, *, url: str | None = None, api_key: str | None = None, path: str | Path | None = None,
                  prefix: str = "noteloom", timeout: float = 30.0, lexical_avg_len: float = 100.0) -> None:
         self.store = QdrantStore(url=url, api_key=api_key, path=path, prefix=prefix, timeout=timeout)
-        self.path = Path(path) if url is None and path is not None else None
+        self.path = None if url is not None or self.store.memory else Path(path)  # local mode's folder
         self.lexical_avg_len = lexical_avg_len
         self.notices: list[str] = []
         if self.path is not None:

@@ -19,6 +19,7 @@ SCROLL_PAGE = 1024
 CHECK_PROBLEMS = 20  # problems listed by check()
 PENDING = ("pending", "batch")
 NOTHING = object()  # a filter no chunk passes
+MEMORY = ":memory:"  # local mode without a folder: gone when closed
 
 
 def dirs_of(source: str) -> list[str]:
@@ -69,7 +70,8 @@ class QdrantStore:
             raise ValueError("give the Qdrant backend either url (a server) or path (local mode), not both or neither")
         if not prefix.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"Qdrant collection prefix must be letters, digits, '-' or '_', got {prefix!r}")
-        self.identity = url or str(Path(path).resolve())
+        self.memory = str(path) == MEMORY
+        self.identity = url or (f"{MEMORY}{id(self)}" if self.memory else str(Path(path).resolve()))
         self.local = url is None
         self.chunks_name, self.docs_name, self.meta_name = (f"{prefix}_{n}" for n in ("chunks", "documents", "meta"))
         with _Shared.guard:
@@ -92,6 +94,8 @@ class QdrantStore:
         try:
             if url is not None:
                 return QdrantClient(url=url, api_key=api_key or None, timeout=int(timeout))
+            if self.memory:
+                return QdrantClient(location=MEMORY)
             Path(path).mkdir(parents=True, exist_ok=True)
             return QdrantClient(path=str(path))
         except RuntimeError as exc:  # the folder is held by another process
