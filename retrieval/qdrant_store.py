@@ -161,7 +161,8 @@ class QdrantStore:
         m = self.m
         self._call("create_collection", self.chunks_name,
                    vectors_config={"dense": m.VectorParams(size=dim, distance=m.Distance.COSINE)},
-                   sparse_vectors_config={"lexical": m.SparseVectorParams(modifier=m.Modifier.IDF)})
+                   sparse_vectors_config={"lexical": m.SparseVectorParams(modifier=m.Modifier.IDF)},
+                   on_disk_payload=not self.local)  # chunk texts stay on a server's disk, not in its RAM
         if not self.local:
             self._index(self.chunks_name, {"doc_id": "integer", "tags": "keyword", "dirs": "keyword", "version": "keyword"})
         self._chunks_ready = True
