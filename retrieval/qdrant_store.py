@@ -84,11 +84,15 @@ class QdrantStore:
             shared.users += 1
         self.shared = shared
         self._chunks_ready = False
-        for name in (self.docs_name, self.meta_name):
-            if not self._call("collection_exists", name):
-                self._call("create_collection", name, vectors_config={})
-        if not self.local:
-            self._index(self.docs_name, {"source": "keyword", "dirs": "keyword"})
+        try:
+            for name in (self.docs_name, self.meta_name):
+                if not self._call("collection_exists", name):
+                    self._call("create_collection", name, vectors_config={})
+            if not self.local:
+                self._index(self.docs_name, {"source": "keyword", "dirs": "keyword"})
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self, QdrantClient, url, api_key, path, timeout):
         try:
@@ -104,7 +108,13 @@ class QdrantStore:
 
     def _call(self, method: str, *args, **kwargs):
         with self.shared.lock:
-            return getattr(self.shared.client, method)(*args, **kwargs)
+            try:
+                return getattr(self.shared.client, method)(*args, **kwargs)
+            except Exception as exc:
+                if self.local:
+                    raise
+                # unreachable server, refused key, rejected request: one line that names the server
+                raise StorageError(f"Qdrant at {self.identity}: {method} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
     def _index(self, collection: str, fields: dict[str, str]) -> None:
         for name, kind in fields.items():
