@@ -48,9 +48,9 @@ from .errors import DocumentNotFoundError, EmbeddingMismatchError, WriteLockTime
 from .integrity import CheckReport
 from .locking import write_lock
 from .qdrant_lexical import document_sparse, query_sparse
+from .qdrant_store import QdrantStore, chunk_payload, dirs_of, document_payload
 from .records import (ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
                       EmbeddingInfo, Filter, IndexState, Known, StoredChunk)
-from .qdrant_store import QdrantStore, chunk_payload, dirs_of, document_payload
 
 INFO_FIELDS = ("source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at", "collection", "path")
 KNOWN_FIELDS = ("source", "collection", "path", "mtime", "size", "stamp", "content_hash", "chunker")
