@@ -51,6 +51,16 @@ def _admission(text: str) -> str:
     return text
 
 
+STORAGE_BACKENDS = ("sqlite-faiss", "qdrant")
+
+
+def _storage_backend(raw: str) -> str:
+    if str(raw).strip().lower() not in STORAGE_BACKENDS:
+        raise ValueError()
+    return str(raw).strip().lower()
+
+
+STORAGE_BACKEND = Kind(f"one of {', '.join(STORAGE_BACKENDS)}", _storage_backend, str)
 ADMISSION = Kind("class=running/queued/wait,... (classes: search, ask, documents, generate, score)", _admission, str)
 
 
@@ -62,6 +72,15 @@ class Settings:
                                    "embedding model of a new data folder (an existing one keeps its own)", NAME)
     cache_dir: Path = setting(None, "NOTELOOM_CACHE", "folder for derived files (the CLIP tokenizer's vocabulary)", PATH,
                               factory=lambda: Path(tempfile.gettempdir()) / "noteloom-cache")
+    # --- where documents and vectors live (the default: SQLite + FAISS in data_dir)
+    backend: str = setting("sqlite-faiss", "NOTELOOM_BACKEND", "storage backend: sqlite-faiss, or qdrant (extra [qdrant])",
+                           STORAGE_BACKEND)
+    qdrant_url: str | None = setting(None, "NOTELOOM_QDRANT_URL", "Qdrant server or cluster URL; unset: local mode in qdrant_path",
+                                     OPTIONAL_NAME)
+    qdrant_api_key: str = setting("", "NOTELOOM_QDRANT_API_KEY", "API key of the Qdrant server", SECRET)
+    qdrant_path: str | None = setting(None, "NOTELOOM_QDRANT_PATH", "folder of Qdrant's local mode (default: data_dir/qdrant)",
+                                      OPTIONAL_NAME)
+    qdrant_collection: str = setting("noteloom", "NOTELOOM_QDRANT_COLLECTION", "name prefix of the Qdrant collections", NAME)
     allow_downloads: bool = setting(False, "NOTELOOM_ALLOW_DOWNLOADS", "let missing SD and CLIP weights be downloaded", FLAG)
     device: str | None = setting(None, "NOTELOOM_DEVICE", "torch device for SD and CLIP (default: CUDA, MPS, else CPU)", OPTIONAL_NAME)
     # --- threads

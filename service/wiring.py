@@ -55,10 +55,23 @@ def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
     """The notebook in ``folder`` (default: the ``data_dir`` setting)."""
     from retrieval import Notebook
 
+    folder = Path(folder if folder is not None else s.data_dir)  # <- data_dir
     # A new folder takes the embedding model setting; an existing one keeps the model it was built with.
-    return Notebook(folder if folder is not None else s.data_dir,  # <- data_dir
-                    default_embedding_model=s.embedding_model,  # <- embedding_model
-                    llm=llm_endpoint(s))
+    return Notebook(folder, default_embedding_model=s.embedding_model,  # <- embedding_model
+                    llm=llm_endpoint(s), backend=storage_backend(s, folder))
+
+
+def storage_backend(s: Settings, folder: Path):
+    """None (the notebook's SQLite + FAISS in ``folder``), or Qdrant: by URL, else local mode."""
+    if s.backend != "qdrant":  # <- backend
+        return None
+    from retrieval.qdrant_backend import QdrantBackend
+
+    if s.qdrant_url:
+        return QdrantBackend(url=s.qdrant_url, api_key=s.qdrant_api_key,  # <- qdrant_url, qdrant_api_key
+                             prefix=s.qdrant_collection)  # <- qdrant_collection
+    return QdrantBackend(path=Path(s.qdrant_path) if s.qdrant_path else folder / "qdrant",  # <- qdrant_path
+                         prefix=s.qdrant_collection)  # <- qdrant_collection
 
 
 def llm_endpoint(s: Settings) -> "LLMConfig | None":

@@ -18,6 +18,7 @@ from ingest import ChunkSettings, Ingestor
 from retrieval import (Backend, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentNotFoundError,
                        DocumentRecord, DocumentSummary, EmbeddingInfo, EmbeddingMismatchError, Filter, Hit, Known,
                        Notebook, SqliteFaissBackend, StoredChunk, WriteLockTimeoutError)
+from retrieval.qdrant_backend import QdrantBackend
 from retrieval.records import chunk_id, document_id
 
 DIM = 32
@@ -25,6 +26,7 @@ MODEL = "fake-hashing-32"
 
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "sqlite-faiss": SqliteFaissBackend,
+    "qdrant-local": lambda folder: QdrantBackend(path=folder),
 }
 
 
