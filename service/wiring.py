@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from imagegen import ClipSettings, DiffusersSettings
     from ingest import ChunkSettings
     from ingest.loaders import LoadLimits
+    from ingest.ray_engine import RayEngine
     from retrieval import LLMConfig, Notebook
 
 T = TypeVar("T")
@@ -42,6 +43,16 @@ def load_limits(s: Settings) -> "LoadLimits":
     from ingest.loaders import LoadLimits
 
     return LoadLimits(**{f.name: getattr(s, f.name) for f in fields(LoadLimits)})  # <- max_file_bytes ... max_blank_run
+
+
+def ray_engine(s: Settings, address: str | None = None) -> "RayEngine":
+    """Ingest on Ray; ``address`` (the command line's) wins over ``ray_address``."""
+    import logging
+
+    from ingest.ray_engine import RayEngine
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # one line per dataset run is noise on a CLI
+    return RayEngine(address or s.ray_address)  # <- ray_address
 
 
 def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
