@@ -249,10 +249,13 @@ def _hand_over(handed: queue.Queue, item: tuple, abandoned: threading.Event) -> 
 
 
 def _ordered(results: Iterator[tuple[int, FileRead]], total: int) -> Iterator[FileRead]:
-    """Results in job order (Ray may finish batches out of order); a missing one is an error."""
+    """Results in job order (Ray may finish batches out of order); a missing one is an
+    error, and a second result for a file (a batch redone after a worker died) is dropped."""
     early: dict[int, FileRead] = {}
     following = 0
     for index, read in results:
+        if index < following or index in early:
+            continue
         early[index] = read
         while following in early:
             yield early.pop(following)

@@ -51,8 +51,10 @@ def ray_engine(s: Settings, address: str | None = None) -> "RayEngine":
 
     from ingest.ray_engine import RayEngine
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # one line per dataset run is noise on a CLI
-    return RayEngine(address or s.ray_address)  # <- ray_address
+    engine = RayEngine(address or s.ray_address)  # <- ray_address
+    engine.connect()  # a cluster that cannot be reached fails here, before any work
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # after Ray Data set up its logging: no lines per run
+    return engine
 
 
 def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":

@@ -3,6 +3,7 @@ unchanged files the same way, and keeps the crash-safety contract when the drive
 or a worker is killed. One local Ray (2 CPUs) serves the whole module: it takes
 seconds to start. Every wait is bounded by the engine's stall limit or a timeout."""
 
+import json
 import os
 import random
 import signal
@@ -76,8 +77,8 @@ def test_ray_ingest_equals_local_ingest(tmp_path, notes_dir, engine):
     assert report_of(got_ray) == report_of(got_local)
     assert len(got_ray.added) > 25 and got_ray.skipped and got_ray.failed  # the empty note and the binary file
     assert snapshot(remote) == snapshot(local)
-    assert remote.store.db.execute("SELECT id, source, title, tags, content_hash, chunker FROM documents ORDER BY id").fetchall() == \
-        local.store.db.execute("SELECT id, source, title, tags, content_hash, chunker FROM documents ORDER BY id").fetchall()
+    documents = "SELECT id, source, title, tags, content_hash, chunker FROM documents ORDER BY id"
+    assert remote.store.db.execute(documents).fetchall() == local.store.db.execute(documents).fetchall()
     want, got = vectors(local), vectors(remote)
     assert got.keys() == want.keys()
     assert all(np.allclose(got[k], want[k], atol=1e-6) for k in want)
@@ -114,8 +115,25 @@ def test_real_model_vectors_match_within_float_tolerance(tmp_path, notes_dir, en
     assert snapshot(remote) == snapshot(local)
     want, got = vectors(local), vectors(remote)
     assert max(float(np.abs(got[k] - want[k]).max()) for k in want) < 1e-4
-    assert remote.search("FAISS index", k=3, mode="dense") and \
-        [h.chunk_id for h in remote.search("FAISS index", k=3, mode="dense")] == [h.chunk_id for h in local.search("FAISS index", k=3, mode="dense")]
+    top = [[h.chunk_id for h in nb.search("FAISS index", k=3, mode="dense")] for nb in (local, remote)]
+    assert top[0] and top[0] == top[1]
+
+
+def test_cli_engine_ray_reports_and_stores_what_a_local_ingest_does(tmp_path, notes_dir, engine, monkeypatch, capsys):
+    from service.cli import main
+
+    monkeypatch.setenv("NOTELOOM_EMBEDDING_MODEL", "hashing")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for note in sorted(notes_dir.glob("*.md"))[:4]:
+        (folder / note.name).write_bytes(note.read_bytes())
+    reports = []
+    for name, engine_args in (("local", []), ("ray", ["--engine", "ray"])):
+        assert main(["--data", str(tmp_path / name), "ingest", str(folder), "--json", *engine_args]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+        reports[-1].pop("seconds")
+    assert reports[0] == reports[1] and len(reports[1]["added"]) == 4
+    assert snapshot(Notebook(tmp_path / "ray")) == snapshot(Notebook(tmp_path / "local"))
 
 
 def test_pool_is_sized_below_the_cpu_count(engine):
@@ -173,6 +191,7 @@ class PidEmbedder:
 
 
 def test_sigkill_of_a_worker_loses_and_duplicates_nothing(tmp_path, notes_dir, engine):
+    """Ray restarts the killed embedding actor and redoes its batch; the driver stores each file once."""
     data, folder, pids = tmp_path / "data", tmp_path / "notes", tmp_path / "pids"
     pids.mkdir()
     make_corpus(folder, notes_dir, variant=1)
@@ -191,16 +210,11 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing(tmp_path, notes_dir, e
     killer.start()
     nb = Notebook(data, embedder=HashingEmbedder())
     slow = RayEngine(files_per_batch=2, stall_seconds=STALL, embedder=PidEmbedder(pids))
-    try:
-        report = Ingestor(nb, SETTINGS, batch_chunks=4, engine=slow).ingest_paths([folder], prune=True)
-    except RayIngestError:  # Ray could not redo the work: nothing stored for it, and a re-run finishes
-        report = None
+    report = Ingestor(nb, SETTINGS, batch_chunks=4, engine=slow).ingest_paths([folder], prune=True)
     killer.join(timeout=STALL)
     assert killed, "the embedding actor never started"
-    check_store_consistent(nb)
-    if report is None:
-        Ingestor(nb, SETTINGS, engine=engine).ingest_paths([folder], prune=True)
-    assert len(os.listdir(pids)) >= 2 or report is None  # the pool replaced the killed actor
+    assert len(os.listdir(pids)) >= 2, "the pool should have replaced the killed actor"
+    assert not report.failed and report.chunks_embedded == check_store_consistent(nb)["chunks"]
     clean = Notebook(tmp_path / "clean", embedder=HashingEmbedder())
     Ingestor(clean, SETTINGS).ingest_paths([folder], prune=True)
     assert snapshot(nb) == snapshot(clean)
