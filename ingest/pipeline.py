@@ -7,7 +7,8 @@ touched; a changed file (or a changed chunking setting) is re-chunked and only
 its chunks are embedded; ``prune`` removes stored documents whose files are gone
 from the folders walked, and nothing else. Documents are committed in batches
 (one SQLite transaction each), so an ingest killed at any instant leaves whole
-documents or none.
+documents or none. An ``Engine`` (``ingest.ray_engine``) may read, chunk and embed
+the files elsewhere; what it hands back is decided on and stored here, the same way.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Child process for the Ray crash tests: join the Ray already running here,
-say 'ready', ingest through it in small batches, say 'done'."""
+"""Child process for the Ray crash tests: join the test's Ray (its address is the
+third argument), say 'ready', ingest through it in small batches, say 'done'."""
 
 import sys
 
@@ -8,8 +8,8 @@ from ingest.ray_engine import RayEngine
 from retrieval import Notebook
 from runtime import HashingEmbedder
 
-data, folder = sys.argv[1], sys.argv[2]
-engine = RayEngine("auto", files_per_batch=2, stall_seconds=120)
+data, folder, address = sys.argv[1], sys.argv[2], sys.argv[3]
+engine = RayEngine(address, files_per_batch=2, stall_seconds=120)
 engine.connect()
 nb = Notebook(data, embedder=HashingEmbedder())
 print("ready", flush=True)

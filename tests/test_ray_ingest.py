@@ -146,8 +146,12 @@ def test_pool_is_sized_below_the_cpu_count(engine):
 
 
 def spawn(data: Path, folder: Path) -> subprocess.Popen:
+    import ray
+
+    address = ray.get_runtime_context().gcs_address  # this module's Ray, not whichever started last here
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, str(CHILD), str(data), str(folder)], stdout=subprocess.PIPE, env=env, text=True)
+    return subprocess.Popen([sys.executable, str(CHILD), str(data), str(folder), address], stdout=subprocess.PIPE,
+                            env=env, text=True)
 
 
 def test_sigkill_of_the_driver_leaves_a_consistent_store(tmp_path, notes_dir, engine):
