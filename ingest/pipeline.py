@@ -7,7 +7,8 @@ touched; a changed file (or a changed chunking setting) is re-chunked and only
 its chunks are embedded; ``prune`` removes stored documents whose files are gone
 from the folders walked, and nothing else. Documents are committed in batches
 (one SQLite transaction each), so an ingest killed at any instant leaves whole
-documents or none.
+documents or none. An ``Engine`` (``ingest.ray_engine``) may read, chunk and embed
+the files elsewhere; what it hands back is decided on and stored here, the same way.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
 
 import chunkers
-from retrieval import Backend, ChunkRecord, Collection, DocumentRecord, Known, Notebook, WriteSession
+from retrieval import (Backend, ChunkRecord, Collection, DocumentRecord, EmbeddingMismatchError, Known, Notebook,
+                       WriteSession)
 from retrieval.records import LEGACY_COLLECTION, chunk_id, document_id, source_name
 
 from .errors import EmptyDocumentError, IngestError, UnsupportedFileError
@@ -70,6 +74,7 @@ class Prepared:
 
     loaded: Loaded
     chunks: list[chunkers.Chunk] | None = None
+    vectors: Any = None  # (len(chunks), dim) float32, when an engine embedded them already
 
 
 def check_has_text(loaded: Loaded, name: str) -> Loaded:
@@ -157,11 +162,58 @@ class _Target:
         return source_name(self.collection, self.path)
 
 
+@dataclass(frozen=True)
+class FileJob:
+    """A file to read: its target, and the content hash that would make it
+    unchanged (the stored hash when the chunking is the same, else None)."""
+
+    target: _Target
+    unchanged_hash: str | None
+
+    @property
+    def source(self) -> str:
+        return self.target.source
+
+
+@dataclass
+class FileRead:
+    """What reading one file gave: a loaded document (chunked and embedded when an
+    engine did that too) with its stat, or why it is skipped or failed."""
+
+    prepared: Prepared | None = None
+    info: os.stat_result | None = None
+    empty: str | None = None  # the note has no text: skipped (and removed if stored)
+    error: str | None = None
+
+
+def read_file(job: FileJob, limits: LoadLimits) -> FileRead:
+    """Read and load one file; errors become values so an engine can ship them back."""
+    path = job.target.found.path
+    try:
+        data, info = read_note(path, limits.max_file_bytes)
+        loaded = check_has_text(load_bytes(data, str(path), kind_of(path.name), limits), job.source)
+    except EmptyDocumentError as exc:
+        return FileRead(empty=str(exc))
+    except (IngestError, OSError) as exc:
+        return FileRead(error=str(exc))
+    return FileRead(Prepared(loaded), info)
+
+
+class Engine(Protocol):
+    """Reads, chunks and embeds files somewhere else (``ingest.ray_engine``); the
+    ingest stores what it yields through its own writer, so storage is unchanged."""
+
+    def read(self, jobs: Sequence[FileJob], chunking: ChunkSettings, limits: LoadLimits,
+             embedding_model: str) -> Iterator[FileRead]:
+        """One ``FileRead`` per job, in order; a document to store comes chunked, with its vectors."""
+
+
 class Ingestor:
     def __init__(self, notebook: Notebook, chunking: ChunkSettings | None = None, *, batch_chunks: int = 256,
                  progress: bool = False, limits: LoadLimits | None = None, follow_links: bool = False,
-                 ignore: Callable[[Path], bool] | None = None) -> None:
+                 ignore: Callable[[Path], bool] | None = None, engine: Engine | None = None) -> None:
         self.nb = notebook
+        self.engine = engine  # None: files are read, chunked and embedded here
         self.chunking = chunking or ChunkSettings.of()
         self.chunker = self.chunking.chunker()
         self.batch_chunks = batch_chunks
@@ -192,31 +244,28 @@ class Ingestor:
             plan = _Plan(self, known, collection)
             for path in paths:
                 plan.add(path, report)
+            jobs = self._screen(plan.targets, known, key, report)
+            reads = self.engine.read(jobs, self.chunking, self.limits, self.nb.embedding_model) if self.engine \
+                else (read_file(job, self.limits) for job in jobs)
             pending: list[PendingDocument] = []
             pending_chars = 0
             now = time.time()
-            for target in self._progress(plan.targets, "files"):
-                source, found = target.source, target.found
-                old = known.get(source)
-                try:
-                    info = os.stat(found.path)
-                    if old and old.stamp is not None and old.stamp == stamp_of(info) and old.chunker == key:
-                        report.unchanged += 1
-                        continue
-                    data, info = read_note(found.path, self.limits.max_file_bytes)
-                    loaded = check_has_text(load_bytes(data, str(found.path), kind_of(found.path.name), self.limits), source)
-                except EmptyDocumentError as exc:
-                    report.skipped.append((source, str(exc)))
+            for job, read in zip(self._progress(jobs, "files"), reads):
+                target, old = job.target, known.get(job.source)
+                source = job.source
+                if read.empty is not None:
+                    report.skipped.append((source, read.empty))
                     if old:  # the note was emptied: its stored text is gone from the file too
                         writer.delete(document_id(source))
                         report.removed.append(source)
                     continue
-                except (IngestError, OSError) as exc:
-                    report.failed.append((source, str(exc)))
+                if read.error is not None:
+                    report.failed.append((source, read.error))
                     continue
+                loaded, info = read.prepared.loaded, read.info
                 report.notices += [(source, n) for n in loaded.notices]
                 stamp = stamp_of(info) if is_settled(info, now) else None
-                doc = PendingDocument(target.collection, target.path, Prepared(loaded), info.st_mtime, info.st_size, stamp,
+                doc = PendingDocument(target.collection, target.path, read.prepared, info.st_mtime, info.st_size, stamp,
                                       old is not None)
                 if old and old.content_hash == loaded.content_hash and old.chunker == key:
                     refresh_meta(writer, old, doc, key)  # the text is unchanged: nothing to embed
@@ -300,33 +349,54 @@ class Ingestor:
 
         return tqdm(items, unit=unit, delay=1.0, leave=False)
 
+    def _screen(self, targets: Sequence[_Target], known: dict[str, Known], key: str, report: IngestReport) -> list[FileJob]:
+        """The targets to read: a file whose stamp and chunking are unchanged is not read."""
+        jobs = []
+        for target in targets:
+            old = known.get(target.source)
+            try:
+                info = os.stat(target.found.path)
+            except OSError as exc:
+                report.failed.append((target.source, str(exc)))
+                continue
+            if old and old.stamp is not None and old.stamp == stamp_of(info) and old.chunker == key:
+                report.unchanged += 1
+                continue
+            jobs.append(FileJob(target, old.content_hash if old and old.chunker == key else None))
+        return jobs
+
     def write(self, writer: WriteSession, pending: list[PendingDocument], report: IngestReport) -> None:
         """Chunk (unless prepared), embed and store documents in one batch of ``writer``."""
         if not pending:
             return
         planned = []
-        texts: list[str] = []
+        texts: list[str] = []  # of the documents not embedded yet
         for p in pending:
             loaded = p.prepared.loaded
             chunks = p.prepared.chunks if p.prepared.chunks is not None else self.chunker(loaded.text)
             planned.append((p, chunks))
-            texts += [embedding_text(loaded.title, c) for c in chunks]
-        vectors = self.nb.embed(texts) if texts else None
+            if p.prepared.vectors is None:
+                texts += [embedding_text(loaded.title, c) for c in chunks]
+        embedded = self.nb.embed(texts) if texts else None
         batch = []
         at = 0
         for p, chunks in planned:
             source = p.source
+            if p.prepared.vectors is None:
+                vectors, offset = embedded, at
+                at += len(chunks)
+            else:
+                vectors, offset = _checked_vectors(self.nb, p.prepared.vectors, len(chunks), source), 0
             doc = p.record(self.chunking.key)
             records = [
                 ChunkRecord(chunk_id(source, doc.content_hash, c.start, c.end), c.index, c.start, c.end, c.token_count,
-                            list(c.meta.get("headings", [])), c.text, vectors[at + i])
+                            list(c.meta.get("headings", [])), c.text, vectors[offset + i])
                 for i, c in enumerate(chunks)
             ]
-            at += len(chunks)
             batch.append((doc, records))
             (report.updated if p.existed else report.added).append(source)
         writer.put(batch)
-        report.chunks_embedded += len(texts)
+        report.chunks_embedded += sum(len(chunks) for _, chunks in planned)
 
 
 class _Plan:
@@ -420,6 +490,18 @@ class _Plan:
             if any(Path(collection.root, k.path).is_relative_to(scope) for scope in self.scopes):
                 out.append(source)
         return sorted(out)
+
+
+def _checked_vectors(nb: Notebook, vectors: Any, count: int, source: str) -> np.ndarray:
+    """An engine's vectors for one document: one row per chunk, of the store's dimension."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != count:
+        raise IngestError(f"{source}: the engine gave vectors of shape {vectors.shape} for {count} chunks")
+    recorded = nb.backend.embedding()
+    if recorded and vectors.shape[1] != recorded.dim:
+        raise EmbeddingMismatchError(f"the engine's embedder gives {vectors.shape[1]} dimensions but data folder "
+                                     f"{nb.folder} holds {recorded.dim}-dimensional vectors")
+    return vectors
 
 
 def embedding_text(title: str, chunk: chunkers.Chunk) -> str:

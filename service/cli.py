@@ -32,9 +32,14 @@ def cmd_ingest(args, settings: Settings) -> int:
     from ingest import Ingestor
 
     nb = wiring.notebook(settings)
+    engine = wiring.ray_engine(settings, args.address) if args.engine == "ray" else None
     ingestor = Ingestor(nb, _chunking(args, settings), progress=sys.stderr.isatty(), follow_links=args.follow_links,
-                        limits=wiring.load_limits(settings))
-    report = ingestor.ingest_paths(args.paths, prune=args.prune, collection=args.collection)
+                        limits=wiring.load_limits(settings), engine=engine)
+    try:
+        report = ingestor.ingest_paths(args.paths, prune=args.prune, collection=args.collection)
+    finally:
+        if engine is not None:
+            engine.close()
     for notice in nb.notices:
         print(f"noteloom: {notice}", file=sys.stderr)
     if args.json:
@@ -345,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--method", default=None, help="chunker (default hybrid)")
     ingest.add_argument("--max-tokens", type=int, default=None, help="chunk budget (default 256)")
     ingest.add_argument("--overlap", type=int, default=None, help="chunk overlap (default 32)")
+    ingest.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="where files are read, chunked and embedded: here, or on Ray (pip install 'noteloom[ray]')")
+    ingest.add_argument("--address", default=None,
+                        help="with --engine ray: auto (the cluster running here) or ray://host:port "
+                             "(default: $NOTELOOM_RAY_ADDRESS, else a new local Ray)")
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(handler=cmd_ingest)
 

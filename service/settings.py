@@ -114,6 +114,8 @@ class Settings:
     document_seconds: float = setting(60.0, "NOTELOOM_DOCUMENT_SECONDS", "parse + chunk time per uploaded document",
                                       number(0, 24 * 3600))
     ingest_workers: int = setting(1, "NOTELOOM_INGEST_WORKERS", "processes parsing and chunking uploads", whole(1, 16))
+    ray_address: str | None = setting(None, "NOTELOOM_RAY_ADDRESS", "Ray cluster of `ingest --engine ray`: auto, ray://host:port; "
+                                      "unset: a local Ray", OPTIONAL_NAME)
     admission: str = setting("", "NOTELOOM_ADMISSION", "per route class running/queued/wait, e.g. ask=1/4/2", ADMISSION)
     write_lock_seconds: float = setting(10.0, "NOTELOOM_WRITE_LOCK_SECONDS", "longest wait of a write for the writer lock",
                                         number(0, 3600))

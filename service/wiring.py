@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from imagegen import ClipSettings, DiffusersSettings
     from ingest import ChunkSettings
     from ingest.loaders import LoadLimits
+    from ingest.ray_engine import RayEngine
     from ingest.watch import WatchOptions
     from retrieval import LLMConfig, Notebook
 
@@ -49,6 +50,18 @@ def watch_options(s: Settings) -> "WatchOptions":
     from ingest.watch import WatchOptions
 
     return WatchOptions(debounce_ms=s.watch_debounce_ms, ignore=s.watch_ignore)  # <- watch_debounce_ms, watch_ignore
+
+
+def ray_engine(s: Settings, address: str | None = None) -> "RayEngine":
+    """Ingest on Ray; ``address`` (the command line's) wins over ``ray_address``."""
+    import logging
+
+    from ingest.ray_engine import RayEngine
+
+    engine = RayEngine(address or s.ray_address)  # <- ray_address
+    engine.connect()  # a cluster that cannot be reached fails here, before any work
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # after Ray Data set up its logging: no lines per run
+    return engine
 
 
 def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
