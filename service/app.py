@@ -36,6 +36,7 @@ from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Backlink, Deleted, Document, DocumentAdded,
                      DocumentList, DocumentSummary, DocumentUpload, Health, Hit, LinkOut, PromptRequest, PromptResponse,
                      SearchRequest, SearchResponse, TextDocument, declared_body, decode, errors)
+from .responses import answer_response, search_response
 from .services import DEPENDENCIES, Injected, ServiceConfig, check_config
 from .settings import Settings, load_settings
 
@@ -209,18 +210,12 @@ def delete_document(notebook: Injected[Notebook], doc_id: DocId) -> Deleted:
 @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
 def search(notebook: Injected[Notebook], data: JSONBody[SearchRequest]) -> SearchResponse:
     filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
-    hits = msgspec.convert(notebook.search(data.query, k=data.k, filters=filters, mode=data.mode), list[Hit], from_attributes=True)
-    for hit, url in zip(hits, notebook.open_urls([(h.doc_id, h.start) for h in hits])):
-        hit.open_url = url
-    return SearchResponse(query=data.query, mode=data.mode, hits=hits)
+    return search_response(notebook, data.query, data.k, filters, data.mode)
 
 
 @post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
 def ask(notebook: Injected[Notebook], data: JSONBody[AskRequest]) -> AnswerResponse:
-    answer = msgspec.convert(notebook.ask(data.question, k=data.k).to_dict(), AnswerResponse)  # the notebook's LLM endpoint
-    for citation, url in zip(answer.citations, notebook.open_urls([(c.doc_id, c.start) for c in answer.citations])):
-        citation.open_url = url
-    return answer
+    return answer_response(notebook, data.question, data.k)
 
 
 @post("/prompts", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))

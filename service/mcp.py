@@ -28,6 +28,7 @@ from runtime import MissingDependencyError
 
 from . import models
 from .errors import status_for
+from .responses import answer_response, search_response
 
 try:  # the tools' argument schemas
     from pydantic import BaseModel, ConfigDict, Field
@@ -88,15 +89,13 @@ class NotebookTools:
         self._builder = None
 
     def search(self, query: str, k: int = 5, filters: dict | None = None, mode: str = "hybrid") -> dict:
-        hits = self.notebook.search(query, k=k, filters=filters or None, mode=mode)
-        out = msgspec.to_builtins(models.SearchResponse(query=query, mode=mode,
-                                                        hits=msgspec.convert(hits, list[models.Hit], from_attributes=True)))
+        out = msgspec.to_builtins(search_response(self.notebook, query, k, filters or None, mode))
         for hit in out["hits"]:
             hit["uri"] = document_uri(hit["doc_id"])
         return out
 
     def ask(self, question: str, k: int = 5) -> dict:
-        out = msgspec.to_builtins(msgspec.convert(self.notebook.ask(question, k=k).to_dict(), models.AnswerResponse))
+        out = msgspec.to_builtins(answer_response(self.notebook, question, k))
         for citation in out["citations"]:
             citation["uri"] = document_uri(citation["doc_id"])
         return out

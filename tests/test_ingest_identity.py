@@ -177,6 +177,9 @@ def test_same_size_edit_with_restored_mtime_is_seen(nb, tmp_path):
 def _downgrade_to_version_1(db_path):
     db = sqlite3.connect(db_path)
     db.executescript("""
+        DROP TABLE links; DROP TABLE aliases_fts; DROP INDEX documents_by_link_name;
+        ALTER TABLE documents DROP COLUMN aliases; ALTER TABLE documents DROP COLUMN line_offset;
+        ALTER TABLE documents DROP COLUMN meta_hash; ALTER TABLE documents DROP COLUMN link_name;
         DROP INDEX documents_by_path;
         ALTER TABLE documents DROP COLUMN collection;
         ALTER TABLE documents DROP COLUMN path;
@@ -209,7 +212,7 @@ def test_version_1_data_folder_migrates_and_its_folder_claims_it(tmp_path):
 
     nb = Notebook(data, embedder=hashed_embedder)
     assert {d["source"]: d["id"] for d in nb.documents()} == ids
-    assert nb.store.get_meta("schema") == 2
+    assert nb.store.get_meta("schema") == 3
     report = Ingestor(nb).ingest_paths([notes], prune=True)
     assert report.added == [] and report.removed == [] and report.unchanged == 3
     assert nb.store.collections()[LEGACY_COLLECTION].root == str(notes.resolve())
