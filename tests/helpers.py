@@ -8,6 +8,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -20,7 +21,7 @@ def free_port() -> int:
 
 
 def serve(data, env: dict[str, str], command: list[str] | None = None, seconds: float = 120,
-          extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
+          extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
     """``noteloom --data DATA serve [EXTRA...]`` (or ``command`` standing for ``noteloom``)
     on a free port of 127.0.0.1, once /health answers: (process, base URL)."""
     import httpx

@@ -175,6 +175,10 @@ def test_ignored_paths_never_reach_the_store(vault, tmp_path):
         reader.until(lambda: reader.found("gecko") == {"vault/kept.md"}, "the note that is not ignored", proc)
         time.sleep(1.0)  # give the ignored events their chance to (wrongly) land
         assert reader.found("gecko") == {"vault/kept.md"}
+        (folder / "kept.md").unlink()  # the batch walks the whole folder, ignored paths and all
+        reader.until(lambda: not reader.found("gecko"), "the delete", proc)
+        time.sleep(0.5)
+        assert reader.sources() == {"vault/alpha.md"}
     finally:
         kill(proc)
 
