@@ -86,7 +86,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS aliases_fts USING fts5(aliases, tokenize='por
 # Created after the migration, which adds the columns they index.
 INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS documents_by_path ON documents(collection, path);
-CREATE INDEX IF NOT EXISTS documents_by_link_name ON documents(collection, link_name);
+CREATE INDEX IF NOT EXISTS documents_by_link_name ON documents(link_name);
 """
 SCHEMA_VERSION = 3
 # In a large collection a word found in more than COMMON_SHARE of the chunks adds
