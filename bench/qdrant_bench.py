@@ -104,9 +104,9 @@ def chroma(work: Path) -> dict:
         "Qdrant hybrid, noteloom's fusion": lambda q: on_qdrant.search(q, 5, mode="hybrid"),
         "Qdrant hybrid, engine fusion (RRF)": lambda q: engine_hits(qdrant, q, vectors[q]),
     }
-    rows, tops = {}, {}
+    rows, tops, top_texts = {}, {}, {}
     for name, run in runs.items():
-        retrievals, seconds, ids = [], [], []
+        retrievals, seconds, ids, texts = [], [], [], []
         for question in questions:
             t0 = time.perf_counter()
             hits = run(question.text)
@@ -116,12 +116,16 @@ def chroma(work: Path) -> dict:
                     raise SystemExit(f"{name}: hit {h.source} {h.start}:{h.end} does not slice its corpus")
             retrievals.append([chroma_bench.Retrieved(Path(h.source).stem, h.start, h.end) for h in hits])
             ids.append([h.chunk_id for h in hits])
-        tops[name] = ids
+            texts.append([h.text for h in hits])
+        tops[name], top_texts[name] = ids, texts
         rows[name] = {**chroma_bench.mean_scores(questions, retrievals), **percentiles(seconds)}
         log(f"{name}: {rows[name]}")
     n = len(questions)
     parity = {
         "dense_top5_equal": round(sum(a == b for a, b in zip(tops["today: dense (FAISS)"], tops["Qdrant dense"])) / n, 3),
+        # chunks of equal text have equal vectors, so equal scores, and the two engines order ties differently
+        "dense_top5_equal_texts": round(sum(a == b for a, b in zip(top_texts["today: dense (FAISS)"], top_texts["Qdrant dense"])) / n, 3),
+        "duplicate_chunks": duplicates(nb),
         "hybrid_top5_overlap_noteloom_fusion": overlap(tops["today: hybrid (FTS5 + FAISS)"], tops["Qdrant hybrid, noteloom's fusion"]),
         "hybrid_top5_overlap_engine_fusion": overlap(tops["today: hybrid (FTS5 + FAISS)"], tops["Qdrant hybrid, engine fusion (RRF)"]),
     }
@@ -129,6 +133,11 @@ def chroma(work: Path) -> dict:
     qdrant.close()
     nb.close()
     return {"chunks": chunks, "qdrant_write_chunks_per_s": round(chunks / copy_s), "modes": rows, "parity": parity}
+
+
+def duplicates(nb: Notebook) -> int:
+    """Chunks whose text another chunk has too."""
+    return nb.store.db.execute("SELECT COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM chunks GROUP BY text HAVING n > 1)").fetchone()[0]
 
 
 def engine_hits(backend: QdrantBackend, text: str, vector: np.ndarray):

@@ -266,6 +266,7 @@ def test_local_mode_refuses_a_second_process_clearly(tmp_path):
         backend.close()
 
 
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")  # qdrant-client's version probe, same cause
 def test_an_unreachable_server_is_one_storage_error():
     with pytest.raises(StorageError, match=r"Qdrant at http://127\.0\.0\.1:9: collection_exists failed"):
         QdrantBackend(url="http://127.0.0.1:9", timeout=2)
