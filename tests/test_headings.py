@@ -46,3 +46,13 @@ def test_heading_paths_reach_hybrid_chunks():
     chunks = chunker(text)
     check_chunks(text, chunks, chunker)
     assert [c.meta["headings"] for c in chunks] == [["Manual"], ["Manual", "Usage"]]
+
+
+def test_embedded_text_carries_title_and_heading_path():
+    from ingest.pipeline import embedding_text
+
+    text = "Options\n-------\n\n-a, --all  do not ignore entries starting with .\n"
+    chunk = chunkers.get("hybrid", max_tokens=64, overlap=0)(text)[0]
+    assert embedding_text("ls", chunk) == f"ls > Options\n{chunk.text}"
+    titled = chunkers.get("hybrid", max_tokens=64, overlap=0)("# ls\n\nList files.\n")[0]
+    assert embedding_text("ls", titled) == titled.text  # a chunk opening with its "# " heading is embedded as is
