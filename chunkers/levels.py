@@ -7,7 +7,7 @@ still too large. After the last level it cuts token windows.
 
 ``Source`` holds what every level shares about one text: where its fenced code
 blocks are (no level but ``line`` cuts inside one, and ``line`` only when the
-span being split lies wholly inside that block) and its markdown headings.
+span being split lies wholly inside that block) and its headings.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from .headings import find_headings
 from .sentences import fast_punkt
 
 # Up to 3 spaces of indent (a tab is 4 columns: that is an indented block).
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
-# A heading line; its title is the rest of the line less any closing ``#`` run
-# and trailing blanks. That tail is stripped with ``str.rstrip``: a lazy title
-# followed by ``[ \t#]*$`` backtracks quadratically on a long "# # # ... x" line.
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*)$", re.M)
 _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
 # A line break is structural when the line before ends a sentence or clause, or
 # the next line starts a list item, quote, table row, heading or indented block;
@@ -53,13 +50,6 @@ def fence_lines(text: str) -> list[re.Match]:
                 line_starts.add(start)
             p = text.find(mark, text.find("\n", p) + 1 or len(text))
     return [m for start in sorted(line_starts) if (m := FENCE.match(text, start))]
-
-
-def _heading_title(rest: str) -> str:
-    """The title in the rest of a heading line (from its first non-blank
-    character): its first character, then the rest less trailing blanks and
-    ``#``s, stripped."""
-    return (rest[:1] + rest[1:].rstrip(" \t#")).strip()
 
 
 class Source:
@@ -158,20 +148,13 @@ class Source:
 
     @functools.cached_property
     def headings(self) -> list[tuple[int, int, str]]:
-        """``(offset, level, title)`` of each markdown heading outside code blocks."""
-        found = []
-        text = self.text
-        # Candidate lines found with str.find (C speed), the full pattern only there.
-        pos = 0 if text.startswith("#") else text.find("\n#") + 1
-        while pos > 0 or (pos == 0 and text.startswith("#")):
-            m = _HEADING.match(text, pos)
-            if m and not (self.fences and self.fence_at(m.start() + 1) is not None):
-                found.append((m.start(), len(m.group(1)), _heading_title(m.group(2))))
-            nxt = text.find("\n#", pos + 1)
-            if nxt < 0:
-                break
-            pos = nxt + 1
-        return found
+        """``(offset, level, title)`` of each heading outside code blocks, in every
+        form ``headings.find_headings`` knows (ATX, setext, reST, HTML, bold lines)."""
+        return find_headings(self.text, self.in_fence)
+
+    def in_fence(self, pos: int) -> bool:
+        """True when ``pos`` lies strictly inside a fenced code block."""
+        return bool(self.fences) and self.fence_at(pos) is not None
 
     @functools.cached_property
     def heading_offsets(self) -> list[int]:

@@ -505,8 +505,12 @@ def _checked_vectors(nb: Notebook, vectors: Any, count: int, source: str) -> np.
 
 
 def embedding_text(title: str, chunk: chunkers.Chunk) -> str:
-    """What is embedded for a chunk: its heading path (or the title) as context, then the text."""
-    headings = chunk.meta.get("headings") or []
-    context = " > ".join(headings) if headings else title
+    """What is embedded for a chunk: the title and its heading path as context,
+    then the text. The title stays when there are headings: a man page's
+    "Options" section is about its command only through the title."""
+    headings = list(chunk.meta.get("headings") or [])
+    if title and (not headings or headings[0].strip().lower() != title.strip().lower()):
+        headings.insert(0, title)
+    context = " > ".join(headings)
     return f"{context}\n{chunk.text}" if context and not chunk.text.startswith("#") else chunk.text
 
