@@ -268,7 +268,8 @@ class QdrantSession:
         if stored is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
         alias = _alias_point(meta, self.store.first_chunk(doc_id, stored["version"]))
-        self.store.write_meta(doc_id, {**identity, **meta_payload(meta)}, {"title": meta.title, "tags": list(meta.tags)}, alias)
+        chunk_fields = {"title": meta.title, "tags": list(meta.tags)}  # what chunks copy of their document
+        self.store.write_meta(doc_id, {**identity, **meta_payload(meta)}, chunk_fields, alias)
 
     def delete(self, doc_id: int) -> None:
         if self.store.document_payload(doc_id, ("source",)) is None:
@@ -306,7 +307,8 @@ def _known(p: dict[str, Any]) -> Known:
 
 
 def _info(cls: type, doc_id: int, p: dict[str, Any], *extra: Any):
-    return cls(doc_id, *(p.get(f) for f in INFO_FIELDS), *extra, aliases=p.get("aliases", []), line_offset=p.get("line_offset", 0))
+    return cls(doc_id, *(p.get(f) for f in INFO_FIELDS), *extra,
+               aliases=p.get("aliases", []), line_offset=p.get("line_offset", 0))
 
 
 def _alias_point(doc: DocumentRecord, first_chunk: int | None) -> tuple | None:

@@ -41,7 +41,8 @@ def meta_payload(doc: DocumentRecord) -> dict[str, Any]:
     (``vault.name_key``) of the document and of its link targets, which find backlinks."""
     return {"title": doc.title, "kind": doc.kind, "tags": list(doc.tags), "aliases": list(doc.aliases),
             "links": [l.to_dict() for l in doc.links], "line_offset": doc.line_offset, "meta_hash": doc.meta_hash,
-            "link_name": name_key(doc.path or doc.source), "link_names": sorted({name_key(l.target) for l in doc.links if l.target})}
+            "link_name": name_key(doc.path or doc.source),
+            "link_names": sorted({name_key(l.target) for l in doc.links if l.target})}
 
 
 def chunk_payload(doc: DocumentRecord, c: ChunkRecord, version: str, dirs: list[str]) -> dict[str, Any]:
@@ -218,8 +219,9 @@ class QdrantStore:
         """(first chunk id, BM25 score of the note's aliases), best first; the chunk may be unseen."""
         if where is NOTHING:
             return []
-        found = self._call("query_points", self.aliases_name, query=self.m.SparseVector(indices=query.indices, values=query.values),
-                           using="lexical", limit=k, query_filter=where, with_payload=["first"]).points
+        sparse = self.m.SparseVector(indices=query.indices, values=query.values)
+        found = self._call("query_points", self.aliases_name, query=sparse, using="lexical", limit=k, query_filter=where,
+                           with_payload=["first"]).points
         return [(p.payload["first"], float(p.score)) for p in found]
 
     def first_chunk(self, doc_id: int, version: str) -> int | None:
@@ -227,7 +229,8 @@ class QdrantStore:
         if not self._has_chunks():
             return None
         where = self.m.Filter(must=[self._match("doc_id", doc_id), self._match("idx", 0), self._match("version", version)])
-        page, _ = self._call("scroll", self.chunks_name, scroll_filter=where, limit=1, with_payload=False, with_vectors=False)
+        page, _ = self._call("scroll", self.chunks_name, scroll_filter=where, limit=1, with_payload=False,
+                             with_vectors=False)
         return page[0].id if page else None
 
     def fused(self, dense: list[float], sparse: Sparse, k: int, where: Any) -> list[tuple[int, float]]:
@@ -387,6 +390,8 @@ class QdrantStore:
         report.documents = len(docs)
         report.problems += [f"document {i} has {shown.get(i, 0)} chunks, it counts {p['chunks']}"
                             for i, p in docs.items() if shown.get(i, 0) != p["chunks"]]
+        report.problems += [f"alias point {i} belongs to no stored document" for i, _ in self._scroll(self.aliases_name, [])
+                            if i not in docs]
         if self.get_meta(PENDING) is not None:
             report.problems.append("a write batch was left half done (the next writer finishes or undoes it)")
         del report.problems[CHECK_PROBLEMS:]
