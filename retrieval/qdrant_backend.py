@@ -253,7 +253,9 @@ class QdrantSession:
             points += [(c.id, np.asarray(c.vector, dtype=np.float32).tolist(), document_sparse(c.text, avg_len),
                         chunk_payload(doc, c, version, dirs)) for c in chunks]
             first = next((c.id for c in chunks if c.idx == 0), None)
-            aliases += [alias] if (alias := _alias_point(doc, first)) else []
+            alias = _alias_point(doc, first)
+            if alias is not None:
+                aliases.append(alias)
         self.store.write_batch(docs, points, [], aliases)
 
     def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None, *,
