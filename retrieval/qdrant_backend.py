@@ -24,6 +24,12 @@ What a crash (kill -9 of the writer, at any instant) leaves, and why:
   rolled forward from the record. So a batch lands whole or not at all, for every
   reader once recovery has run; ingest redoes whatever did not land, since the
   stored hash differs.
+- ``touch(..., meta=record)`` writes one commit record (the document's new
+  metadata, its chunks' title and tags, its alias point), then those fields, so
+  it too is rolled forward; text, chunks and version stay as they were.
+- Aliases live in a fourth collection, ``<prefix>_aliases``: a point per note
+  that has any (id = document id), its BM25 sparse vector, its first chunk's id,
+  tags and ``dirs``; it is rewritten from the commit record like the documents.
 - Durability is Qdrant's: a server acknowledges a write (``wait=True``) after its
   write-ahead log holds it; local mode commits each point to SQLite.
 - Not given: readers in another process racing a commit may see the batch's
@@ -48,12 +54,15 @@ from .errors import DocumentNotFoundError, EmbeddingMismatchError, WriteLockTime
 from .integrity import CheckReport
 from .locking import write_lock
 from .qdrant_lexical import document_sparse, query_sparse
-from .qdrant_store import QdrantStore, chunk_payload, dirs_of, document_payload
-from .records import (ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
-                      EmbeddingInfo, Filter, IndexState, Known, StoredChunk)
+from .qdrant_store import QdrantStore, chunk_payload, dirs_of, document_payload, meta_payload
+from .records import (Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
+                      EmbeddingInfo, Filter, IndexState, Known, LinkOut, NoteLinks, StoredChunk)
+from .vault import name_key, resolve
 
 INFO_FIELDS = ("source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at", "collection", "path")
+LINK_FIELDS = ("aliases", "line_offset")  # absent from documents stored before links (read as none)
 KNOWN_FIELDS = ("source", "collection", "path", "mtime", "size", "stamp", "content_hash", "chunker")
+ALIAS_AVG_LEN = 2.0  # BM25's average length, in words, of a note's aliases
 CHUNK_FIELDS = ("doc_id", "source", "title", "idx", "start", "end", "token_count", "headings", "text", "tags")
 
 
@@ -93,10 +102,10 @@ class QdrantBackend:
     # --- what ingest compares -------------------------------------------------
 
     def known(self) -> dict[str, Known]:
-        return {p["source"]: _known(p) for p in self.store.documents_payload(KNOWN_FIELDS)}
+        return {p["source"]: _known(p) for p in self.store.documents_payload(KNOWN_FIELDS + ("meta_hash",))}
 
     def known_source(self, source: str) -> Known | None:
-        found = self.store.documents_payload(KNOWN_FIELDS, source=source)
+        found = self.store.documents_payload(KNOWN_FIELDS + ("meta_hash",), source=source)
         return _known(found[0]) if found else None
 
     def collections(self) -> dict[str, Collection]:
@@ -116,8 +125,22 @@ class QdrantBackend:
         return self.store.search("dense", query, k, self._where(where))
 
     def lexical_search(self, text: str, k: int, where: Filter | None = None) -> list[tuple[int, float]]:
+        """BM25 over chunk text; a note whose aliases match gets their BM25 score added to
+        its first chunk, which joins the hits if it was not among them."""
         query = query_sparse(text)
-        return self.store.search("lexical", query, k, self._where(where)) if query.indices else []
+        if not query.indices:
+            return []
+        allowed = self._where(where)
+        hits = self.store.search("lexical", query, k, allowed)
+        named = self.store.alias_search(query, k, allowed)
+        if not named:
+            return hits
+        shown = self.store.visible_chunks([chunk for chunk, _ in named], ("doc_id",))
+        scores = dict(hits)
+        for chunk, score in named:
+            if chunk in shown:
+                scores[chunk] = scores.get(chunk, 0.0) + score
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
 
     def hybrid_search(self, text: str, vector: np.ndarray, k: int, where: Filter | None = None) -> list[tuple[int, float]]:
         """Both searches fused by Qdrant (its reciprocal rank fusion), in one request.
@@ -133,18 +156,34 @@ class QdrantBackend:
     # --- documents and status ---------------------------------------------------
 
     def document(self, doc_id: int, *, with_text: bool = True) -> DocumentInfo:
-        fields = INFO_FIELDS + (("text",) if with_text else ())
+        fields = INFO_FIELDS + LINK_FIELDS + (("text",) if with_text else ())
         payload = self.store.document_payload(doc_id, fields)
         if payload is None:
             raise DocumentNotFoundError(f"no document with id {doc_id}")
-        info = [doc_id, *(payload[f] for f in INFO_FIELDS)]
-        return Document(*info, payload["text"]) if with_text else DocumentInfo(*info)
+        return _info(Document, doc_id, payload, payload["text"]) if with_text else _info(DocumentInfo, doc_id, payload)
 
     def documents(self, *, limit: int = 1000, offset: int = 0) -> list[DocumentSummary]:
         ordered = sorted(self.store.documents_payload(("source",), with_ids=True), key=lambda p: p["source"])
         page = [p["id"] for p in ordered[offset: offset + limit]]
-        payloads = self.store.documents_by_id(page, INFO_FIELDS + ("chunks",))
-        return [DocumentSummary(i, *(payloads[i][f] for f in INFO_FIELDS), payloads[i]["chunks"]) for i in page if i in payloads]
+        payloads = self.store.documents_by_id(page, INFO_FIELDS + LINK_FIELDS + ("chunks",))
+        return [_info(DocumentSummary, i, payloads[i], payloads[i]["chunks"]) for i in page if i in payloads]
+
+    def links(self, doc_id: int) -> NoteLinks:
+        """The document's links resolved by ``vault.resolve`` within its collection, and
+        the links to it (by source, then in text order)."""
+        doc = self.store.document_payload(doc_id, ("collection", "path", "source", "text", "links"))
+        if doc is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        opened = _Resolver(self.store, doc_id, doc["source"], doc["collection"])
+        out = [LinkOut(l["start"], l["end"], doc["text"][l["start"]:l["end"]], l["target"], l["heading"], l["raw"],
+                       l["embed"], *opened(l["target"])) for l in doc.get("links", [])]
+        own = name_key(doc["path"])
+        linking = self.store.documents_payload(("source", "title", "text", "links"), with_ids=True,
+                                               match={"collection": doc["collection"], "link_names": own})
+        back = [Backlink(p["id"], p["source"], p["title"], l["start"], l["end"], p["text"][l["start"]:l["end"]])
+                for p in sorted(linking, key=lambda p: p["source"]) if p["id"] != doc_id
+                for l in p["links"] if name_key(l["target"]) == own and opened(l["target"])[0] == doc_id]
+        return NoteLinks(out, back)
 
     def chunk_count(self, doc_id: int) -> int:
         payload = self.store.document_payload(doc_id, ("chunks",))
@@ -206,16 +245,33 @@ class QdrantSession:
         avg_len = self.backend.lexical_avg_len
         docs, points = [], []
         added_at = time.time()
+        aliases = []
         for doc, chunks in batch:
             version = _version(doc, chunks)
             docs.append(document_payload(doc, version, len(chunks), added_at))
             dirs = dirs_of(doc.source)
             points += [(c.id, np.asarray(c.vector, dtype=np.float32).tolist(), document_sparse(c.text, avg_len),
                         chunk_payload(doc, c, version, dirs)) for c in chunks]
-        self.store.write_batch(docs, points, [])
+            first = next((c.id for c in chunks if c.idx == 0), None)
+            alias = _alias_point(doc, first)
+            if alias is not None:
+                aliases.append(alias)
+        self.store.write_batch(docs, points, [], aliases)
 
-    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None) -> None:
-        self.store.set_document_fields(doc_id, {"mtime": mtime, "size": size, "stamp": stamp})
+    def touch(self, doc_id: int, mtime: float | None, size: int | None, stamp: str | None = None, *,
+              meta: DocumentRecord | None = None) -> None:
+        identity = {"mtime": mtime, "size": size, "stamp": stamp}
+        if meta is None:
+            self.store.set_document_fields(doc_id, identity)
+            return
+        if meta.id != doc_id:
+            raise ValueError(f"touch of document {doc_id} given the metadata of {meta.source!r} ({meta.id})")
+        stored = self.store.document_payload(doc_id, ("version",))
+        if stored is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id}")
+        alias = _alias_point(meta, self.store.first_chunk(doc_id, stored["version"]))
+        chunk_fields = {"title": meta.title, "tags": list(meta.tags)}  # what chunks copy of their document
+        self.store.write_meta(doc_id, {**identity, **meta_payload(meta)}, chunk_fields, alias)
 
     def delete(self, doc_id: int) -> None:
         if self.store.document_payload(doc_id, ("source",)) is None:
@@ -247,8 +303,42 @@ def _version(doc: DocumentRecord, chunks: Sequence[ChunkRecord]) -> str:
     return hashlib.blake2b(json.dumps(parts).encode(), digest_size=12).hexdigest()
 
 
+# Fields are read with .get: local mode's set_payload drops a field set to None (a touched stamp, say).
 def _known(p: dict[str, Any]) -> Known:
-    return Known(*(p[f] for f in KNOWN_FIELDS))
+    return Known(*(p.get(f) for f in KNOWN_FIELDS), meta_hash=p.get("meta_hash"))
+
+
+def _info(cls: type, doc_id: int, p: dict[str, Any], *extra: Any):
+    return cls(doc_id, *(p.get(f) for f in INFO_FIELDS), *extra,
+               aliases=p.get("aliases", []), line_offset=p.get("line_offset", 0))
+
+
+def _alias_point(doc: DocumentRecord, first_chunk: int | None) -> tuple | None:
+    """A note's aliases as one BM25 document whose score goes to its first chunk; None without either."""
+    if not doc.aliases or first_chunk is None:
+        return None
+    payload = {"doc_id": doc.id, "first": first_chunk, "tags": list(doc.tags), "dirs": dirs_of(doc.source)}
+    return doc.id, document_sparse("\n".join(doc.aliases), ALIAS_AVG_LEN), payload
+
+
+class _Resolver:
+    """Which document (id, source) a link target opens in one collection, by ``vault.resolve``
+    over the documents sharing its name key (fetched once per key)."""
+
+    def __init__(self, store: QdrantStore, doc_id: int, source: str, collection: str) -> None:
+        self.store, self.doc_id, self.source, self.collection = store, doc_id, source, collection
+        self.named: dict[str, dict[int, tuple[str, str]]] = {}  # name key -> {id: (path, source)}
+
+    def __call__(self, target: str) -> tuple[int | None, str | None]:
+        if not target:
+            return self.doc_id, self.source  # a link within the note
+        key = name_key(target)
+        if key not in self.named:
+            found = self.store.documents_payload(("path", "source"), with_ids=True,
+                                                 match={"collection": self.collection, "link_name": key})
+            self.named[key] = {p["id"]: (p["path"], p["source"]) for p in found}
+        opens = resolve(target, ((i, path) for i, (path, _) in self.named[key].items()))
+        return opens, self.named[key][opens][1] if opens is not None else None
 
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}

@@ -13,6 +13,7 @@ from .errors import StorageError
 from .integrity import CheckReport
 from .qdrant_lexical import Sparse
 from .records import ChunkRecord, DocumentRecord, stable_id
+from .vault import name_key
 
 UPSERT_BATCH = 256  # points per upsert request
 SCROLL_PAGE = 1024
@@ -32,13 +33,27 @@ def document_payload(doc: DocumentRecord, version: str, chunks: int, added_at: f
     return {"id": doc.id, "source": doc.source, "collection": doc.collection, "path": doc.path or doc.source,
             "stamp": doc.stamp, "title": doc.title, "kind": doc.kind, "mtime": doc.mtime, "size": doc.size,
             "content_hash": doc.content_hash, "chunker": doc.chunker, "tags": list(doc.tags), "text": doc.text,
-            "added_at": added_at, "dirs": dirs_of(doc.source), "version": version, "chunks": chunks}
+            "added_at": added_at, "dirs": dirs_of(doc.source), "version": version, "chunks": chunks, **meta_payload(doc)}
+
+
+def meta_payload(doc: DocumentRecord) -> dict[str, Any]:
+    """What ``touch(..., meta=)`` replaces; ``link_name``/``link_names`` are the name keys
+    (``vault.name_key``) of the document and of its link targets, which find backlinks."""
+    return {"title": doc.title, "kind": doc.kind, "tags": list(doc.tags), "aliases": list(doc.aliases),
+            "links": [l.to_dict() for l in doc.links], "line_offset": doc.line_offset, "meta_hash": doc.meta_hash,
+            "link_name": name_key(doc.path or doc.source),
+            "link_names": sorted({name_key(l.target) for l in doc.links if l.target})}
 
 
 def chunk_payload(doc: DocumentRecord, c: ChunkRecord, version: str, dirs: list[str]) -> dict[str, Any]:
     return {"doc_id": doc.id, "source": doc.source, "title": doc.title, "tags": list(doc.tags), "dirs": dirs,
             "idx": c.idx, "start": c.start, "end": c.end, "token_count": c.token_count, "headings": list(c.headings),
             "text": c.text, "version": version}
+
+
+def _alias_rows(aliases: Iterable[tuple]) -> list[list]:
+    """Alias points as the commit record holds them (JSON)."""
+    return [[doc_id, sparse.indices, sparse.values, payload] for doc_id, sparse, payload in aliases]
 
 
 def _qdrant():
@@ -73,7 +88,8 @@ class QdrantStore:
         self.memory = str(path) == MEMORY
         self.identity = url or (f"{MEMORY}{id(self)}" if self.memory else str(Path(path).resolve()))
         self.local = url is None
-        self.chunks_name, self.docs_name, self.meta_name = (f"{prefix}_{n}" for n in ("chunks", "documents", "meta"))
+        self.chunks_name, self.docs_name, self.meta_name, self.aliases_name = (
+            f"{prefix}_{n}" for n in ("chunks", "documents", "meta", "aliases"))
         with _Shared.guard:
             shared = _Shared.clients.get(self.identity) if self.local else None
             if shared is None:
@@ -88,8 +104,13 @@ class QdrantStore:
             for name in (self.docs_name, self.meta_name):
                 if not self._call("collection_exists", name):
                     self._call("create_collection", name, vectors_config={})
+            if not self._call("collection_exists", self.aliases_name):  # a note's aliases, BM25 like chunks
+                self._call("create_collection", self.aliases_name, vectors_config={},
+                           sparse_vectors_config={"lexical": self.m.SparseVectorParams(modifier=self.m.Modifier.IDF)})
             if not self.local:
-                self._index(self.docs_name, {"source": "keyword", "dirs": "keyword"})
+                self._index(self.docs_name, {"source": "keyword", "dirs": "keyword", "collection": "keyword",
+                                             "link_name": "keyword", "link_names": "keyword"})
+                self._index(self.aliases_name, {"doc_id": "integer", "tags": "keyword", "dirs": "keyword"})
         except BaseException:
             self.close()
             raise
@@ -143,8 +164,11 @@ class QdrantStore:
 
     # --- documents --------------------------------------------------------------
 
-    def documents_payload(self, fields: Sequence[str], *, source: str | None = None, with_ids: bool = False) -> list[dict]:
-        where = self.m.Filter(must=[self._match("source", source)]) if source is not None else None
+    def documents_payload(self, fields: Sequence[str], *, source: str | None = None, with_ids: bool = False,
+                          match: dict[str, Any] | None = None) -> list[dict]:
+        """Documents whose payload has each of ``match``'s values (for a list field: among its items)."""
+        match = {**(match or {}), **({"source": source} if source is not None else {})}
+        where = self.m.Filter(must=[self._match(k, v) for k, v in match.items()]) if match else None
         return [{**p, "id": i} if with_ids else p for i, p in self._scroll(self.docs_name, list(fields), where)]
 
     def document_payload(self, doc_id: int, fields: Sequence[str]) -> dict | None:
@@ -190,6 +214,24 @@ class QdrantStore:
         found = self._call("query_points", self.chunks_name, query=query, using=using, limit=k, query_filter=where,
                            with_payload=["doc_id", "version"]).points
         return self._visible_ranking(found)
+
+    def alias_search(self, query: Sparse, k: int, where: Any) -> list[tuple[int, float]]:
+        """(first chunk id, BM25 score of the note's aliases), best first; the chunk may be unseen."""
+        if where is NOTHING:
+            return []
+        sparse = self.m.SparseVector(indices=query.indices, values=query.values)
+        found = self._call("query_points", self.aliases_name, query=sparse, using="lexical", limit=k, query_filter=where,
+                           with_payload=["first"]).points
+        return [(p.payload["first"], float(p.score)) for p in found]
+
+    def first_chunk(self, doc_id: int, version: str) -> int | None:
+        """The id of the document's first chunk (idx 0) of ``version``."""
+        if not self._has_chunks():
+            return None
+        where = self.m.Filter(must=[self._match("doc_id", doc_id), self._match("idx", 0), self._match("version", version)])
+        page, _ = self._call("scroll", self.chunks_name, scroll_filter=where, limit=1, with_payload=False,
+                             with_vectors=False)
+        return page[0].id if page else None
 
     def fused(self, dense: list[float], sparse: Sparse, k: int, where: Any) -> list[tuple[int, float]]:
         if where is NOTHING or not self._has_chunks():
@@ -247,9 +289,10 @@ class QdrantStore:
 
     # --- the batch protocol (see qdrant_backend) ----------------------------------
 
-    def write_batch(self, docs: list[dict], points: list[tuple], deleted: list[int]) -> None:
+    def write_batch(self, docs: list[dict], points: list[tuple], deleted: list[int], aliases: Sequence[tuple] = ()) -> None:
         """Write ``docs`` with their chunk ``points`` (id, dense, sparse, payload) and
-        remove the ``deleted`` documents, in the order that survives a kill."""
+        remove the ``deleted`` documents, in the order that survives a kill. ``aliases``:
+        (document id, sparse, payload) for those of ``docs`` that have aliases."""
         m = self.m
         ids = [d["id"] for d in docs] + deleted
         before = self._versions([d["id"] for d in docs])
@@ -260,14 +303,28 @@ class QdrantStore:
             self._call("upsert", self.chunks_name, structs, wait=True)
         new = {d["id"]: d["version"] for d in docs}
         replaced = {str(i): v for i, v in before.items() if v != new[i]}  # JSON keys are strings
-        commit = {"upsert": docs, "delete": deleted, "replaced": replaced}
+        commit = {"upsert": docs, "delete": deleted, "replaced": replaced, "aliases": _alias_rows(aliases)}
         self.put_meta(PENDING, {"docs": ids, "commit": commit})  # the batch is committed from here on
+        self._publish(commit)
+        self._finish()
+
+    def write_meta(self, doc_id: int, fields: dict[str, Any], chunk_fields: dict[str, Any], alias: tuple | None) -> None:
+        """Replace a document's ``fields``, its chunks' ``chunk_fields`` and its alias point
+        (None: none), text and chunks left alone: one commit record, rolled forward if killed."""
+        commit = {"upsert": [], "delete": [], "replaced": {}, "set": [[doc_id, fields, chunk_fields]],
+                  "aliases": _alias_rows([alias] if alias else [])}
+        self.put_meta(PENDING, {"docs": [doc_id], "commit": commit})
         self._publish(commit)
         self._finish()
 
     def _publish(self, commit: dict) -> None:
         """Show the committed documents (and drop the deleted ones), then remove the chunks they replaced."""
         m = self.m
+        for doc_id, fields, chunk_fields in commit.get("set", []):
+            if self._has_chunks():
+                self._call("set_payload", self.chunks_name, payload=chunk_fields, wait=True,
+                           points=m.Filter(must=[self._match("doc_id", doc_id)]))
+            self.set_document_fields(doc_id, fields)
         if commit["upsert"]:
             structs = [m.PointStruct(id=d["id"], vector={}, payload={k: v for k, v in d.items() if k != "id"})
                        for d in commit["upsert"]]
@@ -277,6 +334,20 @@ class QdrantStore:
         stale = [m.Filter(must=[self._match("doc_id", int(i)), self._match("version", v)]) for i, v in commit["replaced"].items()]
         stale += [m.Filter(must=[self._match("doc_id", i)]) for i in commit["delete"]]
         self._delete_chunks(stale)
+        self._publish_aliases(commit)
+
+    def _publish_aliases(self, commit: dict) -> None:
+        """Each written document's alias point replaced (or removed: no aliases), a deleted one's removed."""
+        m = self.m
+        rows = commit.get("aliases", [])
+        if rows:
+            self._call("upsert", self.aliases_name, [
+                m.PointStruct(id=i, vector={"lexical": m.SparseVector(indices=idx, values=val)}, payload=payload)
+                for i, idx, val, payload in rows], wait=True)
+        written = [d["id"] for d in commit["upsert"]] + [s[0] for s in commit.get("set", [])]
+        gone = sorted(set(written) - {r[0] for r in rows}) + commit["delete"]
+        if gone:
+            self._call("delete", self.aliases_name, m.PointIdsList(points=gone), wait=True)
 
     def _finish(self) -> None:
         self.put_meta(("meta", "data_generation"), (self.get_meta(("meta", "data_generation")) or 0) + 1)
@@ -319,6 +390,8 @@ class QdrantStore:
         report.documents = len(docs)
         report.problems += [f"document {i} has {shown.get(i, 0)} chunks, it counts {p['chunks']}"
                             for i, p in docs.items() if shown.get(i, 0) != p["chunks"]]
+        report.problems += [f"alias point {i} belongs to no stored document" for i, _ in self._scroll(self.aliases_name, [])
+                            if i not in docs]
         if self.get_meta(PENDING) is not None:
             report.problems.append("a write batch was left half done (the next writer finishes or undoes it)")
         del report.problems[CHECK_PROBLEMS:]
