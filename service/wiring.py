@@ -46,11 +46,12 @@ def load_limits(s: Settings) -> "LoadLimits":
 
 def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
     """The notebook in ``folder`` (default: the ``data_dir`` setting)."""
+    import runtime
     from retrieval import Notebook
 
-    # A new folder takes the embedding model setting; an existing one keeps the model it was built with.
+    # A new folder takes the embedding settings; an existing one keeps the model and backend it was built with.
     return Notebook(folder if folder is not None else s.data_dir,  # <- data_dir
-                    default_embedding_model=s.embedding_model,  # <- embedding_model
+                    default_embedding_model=runtime.embedder_spec(s.embedding_model, s.embedding_backend),  # <- embedding_model, embedding_backend
                     llm=llm_endpoint(s))
 
 
