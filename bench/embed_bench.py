@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-dims", type=int, default=256, help="PCA dimensions of the static embeddings")
     parser.add_argument("--no-quality", action="store_true", help="speed only")
     parser.add_argument("--e2e", action="store_true", help="also ingest + search the corpora end to end per backend")
+    parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end runs")
     args = parser.parse_args(argv)
     import chunkers
     import runtime
@@ -143,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     sample = texts[::step][: args.timing_chunks or None]
     log(f"{len(texts)} chunks, timing {len(sample)}, threads {runtime.cpu_threads()}")
     names = args.backend or ["torch", "onnx", "onnx-int8", "static"]
+    if args.e2e_only:
+        runs = {name: end_to_end(corpora, questions, name) for name in names if name != "static"}
+        print(json.dumps(runs, indent=2))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "embed_bench_e2e.json").write_text(json.dumps(runs, indent=2))
+        return 0
     embedders = backends(["torch", *[n for n in names if n != "torch"]], cache, args.static_dims)
     timed = {name: speed(embed, sample) for name, embed in embedders.items()}
     again = speed(embedders["torch"], sample)  # torch last as well: load drift shows as a gap between the two
