@@ -3,6 +3,7 @@
 beside today's PyTorch model, and what each costs in quality.
 
     .venv/bin/python bench/embed_bench.py                    # torch, onnx, onnx-int8 (+ static if model2vec is installed)
+    .venv/bin/python bench/embed_bench.py --quality          # + Chroma dense top-5 per backend (slow: every chunk)
     .venv/bin/python bench/embed_bench.py --timing-chunks 300 --threads 1
     .venv/bin/python bench/embed_bench.py --e2e              # also a first ingest of the Chroma corpora per backend
 
@@ -10,9 +11,9 @@ Chunks: the five Chroma benchmark corpora cut by the default chunker (hybrid
 256/32). Speed: wall-clock chunks/s and CPU milliseconds per chunk over an
 evenly spread sample of those chunks; torch runs first and last and its mean is
 the baseline (the machine is shared: both figures are printed). Quality: mean
-and lowest cosine of each backend's chunk vectors to the torch vectors, and the
-Chroma benchmark's dense top-5 recall / precision / IoU over all chunks with the
-questions embedded by the same backend. ``static`` is model2vec distilled offline
+and lowest cosine of each backend's vectors of the timed chunks to torch's, and
+with ``--quality`` the Chroma benchmark's dense top-5 recall / precision / IoU
+over all chunks with the questions embedded by the same backend. ``static`` is model2vec distilled offline
 from the packaged model folder (cached), a point on the curve, not a setting.
 ``--e2e`` runs `noteloom ingest` + `POST /search` (bench/chroma_bench.py) once per
 backend through the `embedding_backend` setting.
@@ -85,22 +86,23 @@ def backends(names: list[str], cache: Path, static_dims: int) -> dict:
     return found
 
 
-def speed(embed, texts: list[str]) -> dict:
+def speed(embed, texts: list[str]) -> tuple[dict, np.ndarray]:
     embed(texts[:8])  # load and build outside the clock
     wall, cpu = time.perf_counter(), cpu_seconds()
-    embed(texts)
+    vectors = embed(texts)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    return {"chunks_s": round(len(texts) / wall, 2), "cpu_ms_per_chunk": round(1000 * cpu / len(texts), 1)}
+    return {"chunks_s": round(len(texts) / wall, 2), "cpu_ms_per_chunk": round(1000 * cpu / len(texts), 1)}, vectors
 
 
-def quality(embed, texts, spans, questions, reference) -> tuple[dict, np.ndarray]:
+def cosine(vectors: np.ndarray, reference: np.ndarray) -> dict:
+    cos = np.sum(vectors * reference, axis=1)
+    return {"cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4)}
+
+
+def quality(embed, texts, spans, questions) -> dict:
     vectors = embed(texts)
     top = np.argsort(-(embed([q.text for q in questions]) @ vectors.T), axis=1)[:, :5]
-    scores = chroma_bench.mean_scores(questions, [[spans[i] for i in row] for row in top])
-    if reference is not None:
-        cos = np.sum(vectors * reference, axis=1)
-        scores |= {"cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4)}
-    return scores, vectors
+    return chroma_bench.mean_scores(questions, [[spans[i] for i in row] for row in top])
 
 
 def end_to_end(corpora, questions, name: str) -> dict:
@@ -115,7 +117,7 @@ def table(rows: dict) -> str:
     lines = ["| backend | chunks/s | CPU ms/chunk | speed-up (wall) | speed-up (CPU) | cosine to torch (mean / min) "
              "| recall | precision | IoU |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows.items():
-        cos = f"{r['cos_mean']:.4f} / {r['cos_min']:.4f}" if "cos_mean" in r else ("1 (reference)" if "recall" in r else "")
+        cos = f"{r['cos_mean']:.4f} / {r['cos_min']:.4f}" if "cos_mean" in r else "1 (reference)"
         lines.append(f"| {name} | {r['chunks_s']} | {r['cpu_ms_per_chunk']} | {r['speedup_wall']}× | {r['speedup_cpu']}× "
                      f"| {cos} | {r.get('recall', '')} | {r.get('precision', '')} | {r.get('iou', '')} |")
     return "\n".join(lines)
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing-chunks", type=int, default=400, help="chunks in the timed sample (0: all)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
     parser.add_argument("--static-dims", type=int, default=256, help="PCA dimensions of the static embeddings")
-    parser.add_argument("--no-quality", action="store_true", help="speed only")
+    parser.add_argument("--quality", action="store_true",
+                        help="also the Chroma dense top-5 scores over all chunks (embeds every chunk once per backend)")
     parser.add_argument("--e2e", action="store_true", help="also ingest + search the corpora end to end per backend")
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end runs")
     args = parser.parse_args(argv)
@@ -152,17 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     embedders = backends(["torch", *[n for n in names if n != "torch"]], cache, args.static_dims)
     timed = {name: speed(embed, sample) for name, embed in embedders.items()}
-    again = speed(embedders["torch"], sample)  # torch last as well: load drift shows as a gap between the two
-    log(f"torch first {timed['torch']}, last {again}")
-    base = {k: (timed["torch"][k] + again[k]) / 2 for k in again}
-    rows, reference = {}, None
+    again, _ = speed(embedders["torch"], sample)  # torch last as well: load drift shows as a gap between the two
+    log(f"torch first {timed['torch'][0]}, last {again}")
+    base = {k: (timed["torch"][0][k] + again[k]) / 2 for k in again}
+    reference = timed["torch"][1]
+    rows = {}
     for name, embed in embedders.items():
-        row = timed[name] | {"speedup_wall": round(timed[name]["chunks_s"] / base["chunks_s"], 2),
-                             "speedup_cpu": round(base["cpu_ms_per_chunk"] / timed[name]["cpu_ms_per_chunk"], 2)}
-        if not args.no_quality:
-            scores, vectors = quality(embed, texts, spans, questions, reference)
-            reference = vectors if reference is None else reference
-            row |= scores
+        figures, vectors = timed[name]
+        row = figures | {"speedup_wall": round(figures["chunks_s"] / base["chunks_s"], 2),
+                         "speedup_cpu": round(base["cpu_ms_per_chunk"] / figures["cpu_ms_per_chunk"], 2)}
+        row |= cosine(vectors, reference) if name != "torch" else {}
+        if args.quality:
+            row |= quality(embed, texts, spans, questions)
         rows[name] = row
         log(f"{name}: {row}")
     results = {"chunks": len(texts), "timed": len(sample), "threads": runtime.cpu_threads(), "torch_last": again, "rows": rows}
