@@ -68,7 +68,16 @@ class BlockEncoder:
     """Token ends of one text, encoded block by block: ``threads - 1`` helpers
     start at once, the caller encodes blocks as it needs them. ``ends()`` is
     the prefix encoded so far, in order; ``cover`` grows it; ``finish`` joins
-    the helpers and re-raises any helper's error."""
+    the helpers and re-raises any helper's error.
+
+    A helper needs the GIL between blocks, and the caller's first work (regex
+    scans over the whole text) holds it for long stretches. So until the
+    caller first asks for tokens, a helper encodes runs of blocks (up to a
+    quarter of the text) in one call, and the caller lets a helper start before
+    it goes on; from then on every thread takes one block at a time, so they
+    finish together."""
+
+    MAX_RUN = 24  # blocks in one run while the caller is busy
 
     def __init__(self, text: str, bounds: list[tuple[int, int]], encode: Callable[[str, int], np.ndarray], threads: int) -> None:
         self.text, self.bounds, self.encode = text, bounds, encode
@@ -80,8 +89,13 @@ class BlockEncoder:
         self.error: BaseException | None = None
         self.lock = threading.Lock()
         self.block_done = threading.Condition(self.lock)
+        self.joined = False  # the caller has asked for tokens: one block at a time
+        self.run = max(1, min(self.MAX_RUN, len(bounds) // 4))
+        started = self.started = threading.Event()
         helpers = min(threads - 1, len(bounds) - 1)
         self.helpers = [thread_pool(threads - 1).submit(self._help) for _ in range(helpers)] if helpers > 0 else []
+        if self.helpers:
+            started.wait(0.01)  # a helper holding its first run encodes beside the caller's scans
 
     def _help(self) -> None:
         try:
@@ -94,14 +108,18 @@ class BlockEncoder:
             raise
 
     def _encode_next(self) -> bool:
+        """Encode the next block (or run of blocks) no thread has taken; False when none is left."""
         with self.lock:
             i = self.taken
             if i >= len(self.bounds) or self.error is not None:
                 return False
-            self.taken += 1
-        a, b = self.bounds[i]
-        ends = self.encode(self.text[a:b], a)
+            j = self.taken = min(len(self.bounds), i + (1 if self.joined else self.run))
+        self.started.set()
+        a, b = self.bounds[i][0], self.bounds[j - 1][1]
+        ends = self.encode(self.text[a:b], a)  # blocks end at safe points, so a run encodes as its blocks would
         with self.lock:
+            for k in range(i + 1, j):  # a run's ends are all in its first block's part
+                self.parts[k] = ends[:0]
             self.parts[i] = ends
             self.block_done.notify_all()
         return True
@@ -141,6 +159,7 @@ class BlockEncoder:
     def cover(self, pos: int | None = None, tokens: int | None = None) -> None:
         """Until the ends reach character ``pos`` and hold ``tokens`` tokens (with
         neither: the whole text)."""
+        self.joined = True
         self._place()
         while not self.covers(pos, tokens):
             if not self._encode_next():
