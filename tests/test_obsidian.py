@@ -28,7 +28,7 @@ VAULT = Path(__file__).resolve().parent.parent / "samples" / "obsidian-vault"
 
 def restore(text: str, links) -> str:
     """The markup as written, from the stored text and its links."""
-    for link in sorted(links, key=lambda l: l.start, reverse=True):
+    for link in sorted(links, key=lambda l: (l.start, l.end), reverse=True):  # an embed (empty) may share a start
         text = text[: link.start] + link.raw + text[link.end :]
     return text
 
