@@ -13,7 +13,7 @@ from .errors import (BusyError, GenerationError, ImageError, ImageTooLargeError,
                      UnsupportedImageError)
 from .generate import (MAX_IMAGES, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE, SCHEDULERS, Backend, Cancelled, DiffusersBackend,
                        GeneratedImage, GenerationRequest)
-from .offline import DiffusersSettings
+from .offline import DiffusersSettings, resolve_model
 from .prompt import Passage, PromptBuilder, PromptResult, build_prompt
 from .ranking import Ranked, generate_and_rank
 from .score import ClipScorer, ClipSettings, ScoreResult, rank
@@ -54,5 +54,6 @@ __all__ = [
     "parse",
     "plain_text",
     "rank",
+    "resolve_model",
     "save_tiny_sd",
 ]

@@ -16,8 +16,7 @@ from msgspec import Meta, Struct
 
 import chunkers
 from chunkers.tokenizers import NAMED as TOKENIZER_NAMES
-from imagegen import MAX_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, SCHEDULERS, DiffusersBackend, ModelNotFoundError
-from imagegen.offline import resolve_model
+from imagegen import MAX_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, SCHEDULERS, DiffusersBackend, ModelNotFoundError, resolve_model
 from ingest import ChunkSettings, Ingestor
 from retrieval import Notebook
 
