@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test install-check demo bench bench-chunkers bench-semantic clean
+.PHONY: setup browser test install-check demo bench bench-chunkers bench-semantic clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+# The web page's browser tests drive Debian's chromium (Playwright downloads no browser).
+browser:
+	@command -v chromium >/dev/null || { $$(command -v sudo || true) apt-get update -qq && \
+		$$(command -v sudo || true) apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # Fresh venvs prove `pip install noteloom` (chunking, no torch) and [rag]; CI runs it.
