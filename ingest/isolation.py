@@ -220,6 +220,10 @@ class Workers:
         for worker in workers:
             worker.wait_ready(seconds)
 
+    def _over_memory(self, name: str) -> WorkerLimitError:
+        return WorkerLimitError(f"{name}: needed more than {self.memory_bytes} bytes of memory to parse and chunk "
+                                "(limit worker_memory_bytes); nothing was stored")
+
     def prepare(self, data: bytes, name: str, kind: str | None = None, chunking: "ChunkSettings | None" = None,
                 limits: Any = None) -> "Prepared":
         """``ingest.pipeline.prepare`` in a worker, within the limits."""
@@ -235,6 +239,9 @@ class Workers:
                                    f"document_seconds); the worker was stopped and nothing was stored") from None
         except (EOFError, OSError, WorkerDiedError) as exc:
             code = self._replace(worker)
+            if self.memory_bytes and code == -signal.SIGABRT:
+                # native code (tiktoken's Rust) aborts the process when an allocation fails under the limit
+                raise self._over_memory(name) from exc
             raise WorkerDiedError(f"{name}: the ingest worker died ({_describe(code)}) while preparing it; "
                                   "nothing was stored") from exc
         except BaseException:
@@ -242,8 +249,7 @@ class Workers:
             raise
         if reply[0] == "memory":
             self._replace(worker)  # a worker that ran out of memory may be left in a poor state
-            raise WorkerLimitError(f"{name}: needed more than {self.memory_bytes} bytes of memory to parse and chunk "
-                                   "(limit worker_memory_bytes); nothing was stored")
+            raise self._over_memory(name)
         self._idle.put(worker)
         if reply[0] == "error":
             _, exc, remote = reply
