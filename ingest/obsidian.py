@@ -11,8 +11,10 @@
   digits, ``_``, ``-`` or ``/`` with at least one non-digit (``#1`` is not a tag;
   ``# Heading`` and ``https://x/#part`` are not either).
 
-Nothing inside fenced code blocks or inline code spans is a link or a tag. A link
-never spans lines, so the stored text keeps every line break of the file.
+Nothing inside fenced code blocks, inline code spans or HTML comments (``<!-- -->``,
+hidden in Obsidian's reading view, and where tools keep markers such as cog's
+``[[[end]]]``) is a link or a tag. A link never spans lines, so the stored text keeps
+every line break of the file.
 One pass over the lines, each scanned forward once: linear on any input.
 """
 
@@ -48,6 +50,7 @@ def render(body: str) -> Rendered:
     result = Rendered("")
     at = 0  # length of the stored text so far
     fence: str | None = None
+    in_comment = False  # inside an HTML comment that began on an earlier line
     for line in _lines(body):
         opened = _FENCE.match(line)
         if fence is not None:  # inside a fenced block until a fence of the same kind, at least as long
@@ -60,6 +63,16 @@ def render(body: str) -> Rendered:
             fence = opened.group(1)
             out.append(line)
             at += len(line)
+            continue
+        if in_comment or "<!--" in line:
+            pieces, in_comment = _comment_pieces(line, in_comment)
+            rendered = []
+            for piece, hidden in pieces:
+                if not hidden and ("[[" in piece or "#" in piece):
+                    piece = _render_line(piece, at, result)
+                rendered.append(piece)
+                at += len(piece)
+            out.append("".join(rendered))
             continue
         if "[[" in line or "#" in line:
             line = _render_line(line, at, result)
@@ -78,6 +91,33 @@ def _lines(body: str):
         end = len(body) if end < 0 else end + 1
         yield body[at:end]
         at = end
+
+
+def _comment_pieces(line: str, in_comment: bool) -> tuple[list[tuple[str, bool]], bool]:
+    """The line cut into ``(piece, inside an HTML comment)`` in order, and whether a
+    comment is still open at its end. ``<!--`` inside a code span opens nothing."""
+    code = _code_spans(line) if "`" in line else []
+    code_starts = [a for a, _ in code]
+    pieces: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(line):
+        if in_comment:
+            end = line.find("-->", i)
+            if end < 0:
+                pieces.append((line[i:], True))
+                return pieces, True
+            pieces.append((line[i : end + 3], True))
+            i, in_comment = end + 3, False
+            continue
+        start = line.find("<!--", i)
+        while start >= 0 and _inside(start, code, code_starts):
+            start = line.find("<!--", start + 1)
+        if start < 0:
+            pieces.append((line[i:], False))
+            return pieces, False
+        pieces += [(line[i:start], False), ("<!--", True)]
+        i, in_comment = start + 4, True
+    return pieces, in_comment
 
 
 def _code_spans(line: str) -> list[tuple[int, int]]:

@@ -42,6 +42,8 @@ MARKDOWN = {
     "bracket flood": lambda n: repeat("[", n), "embed flood": lambda n: repeat("![[p.png]]", n),
     "tag flood": lambda n: repeat("#a ", n), "backtick runs": lambda n: repeat("`a``", n),
     "links in code spans": lambda n: repeat("`[[x]] #t` ", n), "fence flood": lambda n: repeat("```\n[[x]]\n", n),
+    "comment openers in code spans": lambda n: repeat("`<!--` [[x]] ", n), "comment flood": lambda n: repeat("<!-- [[x]] -->", n),
+    "unclosed comment": lambda n: repeat("[[x]] #t\n", n, head="<!-- "),
 }
 TEXT = {
     "prose": lambda n: repeat(PROSE, n),

@@ -54,7 +54,8 @@ def test_code_urls_headings_and_numbers_are_neither_links_nor_tags():
     assert out.tags == ["one", "two", "a1", "nested/tag-x"]
 
 
-pieces = st.sampled_from(["[[", "]]", "![[", "|", "#", "\\", "`", "```", "~~~", "\n", " ", "a", "Note", "é", "#tag", "[[x]]"])
+pieces = st.sampled_from(["[[", "]]", "![[", "|", "#", "\\", "`", "```", "~~~", "\n", " ", "a", "Note", "é", "#tag", "[[x]]",
+                          "<!--", "-->"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -66,6 +67,16 @@ def test_any_body_round_trips_and_keeps_its_line_breaks(body):
     ends = [(l.start, l.end) for l in out.links]
     assert ends == sorted(ends) and all(a <= b for a, b in ends)
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(ends, ends[1:]))
+
+
+def test_nothing_in_an_html_comment_is_a_link_or_a_tag():
+    # cog's markers in a README's comment were read as a wiki link, so the stored text left the file's
+    body = "<!-- [[[cog\nimport x #notatag\n]]] -->\nsee [[A]] <!-- [[B]] #hidden --> and [[C]] #shown\n`<!--` [[D]]\n<!-- [[[end]]] -->\n"
+    out = render(body)
+    assert [l.target for l in out.links] == ["A", "C", "D"] and out.tags == ["shown"]
+    assert out.text == body.replace("[[A]]", "A").replace("[[C]]", "C").replace("[[D]]", "D")
+    assert all(out.text[l.start:l.end] == l.target for l in out.links)
+    assert restore(out.text, out.links) == body
 
 
 def test_front_matter_and_inline_tags_merge_and_aliases_are_read():
