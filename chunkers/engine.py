@@ -279,10 +279,6 @@ class Finisher:
         if len(self.pending) >= self.BATCH:
             self.flush()
 
-    def add(self, spans: list[Span], counts: list[int]) -> None:
-        """Spans already counted exactly and final (strided windows)."""
-        self._emit(spans, counts)
-
     def flush(self) -> None:
         spans, self.pending = self.pending, []
         if not spans:
@@ -298,9 +294,10 @@ class Finisher:
             if carried:
                 spans, counts = spans[1:], counts[1:]
         self.previous = planned
-        self._emit(spans, counts)
+        self.add(spans, counts)
 
-    def _emit(self, spans: list[Span], counts: list[int]) -> None:
+    def add(self, spans: list[Span], counts: list[int]) -> None:
+        """Final spans, counted exactly, as chunks (strided windows come here directly)."""
         text, base = self.source.text, len(self.done)
         paths = self.source.heading_paths([a for a, _, _ in spans])
         self.done += [

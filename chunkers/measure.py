@@ -192,12 +192,8 @@ class OffsetMeasure(Measure):
     def reach(self, pos: int | None = None, tokens: int | None = None) -> None:
         """Encode until the ends reach character ``pos`` and hold ``tokens`` tokens."""
         encoder = self.encoder
-        if encoder is None:
-            return
-        ends = self.ends
-        if (pos is not None or tokens is not None) and (pos is None or (len(ends) and pos <= ends[-1])) and (
-                tokens is None or tokens <= len(ends)):
-            return  # already there: most questions are about text planned just now
+        if encoder is None or encoder.covers(pos, tokens):
+            return  # already there (the ends hold every block placed): most questions are about text planned just now
         encoder.cover(pos, tokens)
         self.ends = encoder.finish() if encoder.done else encoder.ends()
         if encoder.done:
