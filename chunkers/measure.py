@@ -213,8 +213,8 @@ class OffsetMeasure(Measure):
     def bounds(self, starts: Sequence[int], ends: Sequence[int]) -> tuple[list[int], list[int]]:
         if self.encoder is not None and len(ends):
             self.reach(pos=max(ends[-1], ends[0]))
-        first = np.searchsorted(self.ends, np.asarray(starts, dtype=np.int64), "right")
-        last = np.minimum(np.searchsorted(self.ends, np.asarray(ends, dtype=np.int64), "left"), len(self.ends) - 1)
+        first = self.ends.searchsorted(np.asarray(starts, dtype=np.int64), "right")
+        last = np.minimum(self.ends.searchsorted(np.asarray(ends, dtype=np.int64), "left"), len(self.ends) - 1)
         return first.tolist(), last.tolist()
 
     def count(self, a: int, b: int) -> int:
@@ -223,15 +223,15 @@ class OffsetMeasure(Measure):
         if self.encoder is not None:
             self.reach(pos=b)
         ends = self.ends
-        first = int(np.searchsorted(ends, a, "right"))
-        last = min(int(np.searchsorted(ends, b, "left")), len(ends) - 1)
+        first = int(ends.searchsorted(a, "right"))
+        last = min(int(ends.searchsorted(b, "left")), len(ends) - 1)
         return max(0, last - first + 1)
 
     def fits(self, a: int, b: int, n: int) -> bool:
         if self.encoder is None:
             return self.count(a, b) <= n
         self.reach(pos=a + 1)
-        first = int(np.searchsorted(self.ends, a, "right"))
+        first = int(self.ends.searchsorted(a, "right"))
         self.reach(tokens=first + n)
         # the n-th token from a ends at or after b, or fewer than n tokens are left
         return first + n > len(self.ends) or int(self.ends[first + n - 1]) >= b
@@ -239,7 +239,7 @@ class OffsetMeasure(Measure):
     def advance(self, a: int, n: int, limit: int) -> int:
         if self.encoder is not None:
             self.reach(pos=a + 1)
-        first = int(np.searchsorted(self.ends, a, "right"))
+        first = int(self.ends.searchsorted(a, "right"))
         if self.encoder is not None and n > 0:
             self.reach(tokens=first + n)
         idx = first + n - 1
@@ -258,7 +258,7 @@ class OffsetMeasure(Measure):
             self.reach(pos=max(ends))
         a = np.asarray(starts, dtype=np.int64)
         b = np.asarray(ends, dtype=np.int64)
-        last = np.minimum(np.searchsorted(self.ends, b, "left"), len(self.ends) - 1)
+        last = np.minimum(self.ends.searchsorted(b, "left"), len(self.ends) - 1)
         first = last - np.asarray(ns, dtype=np.int64) + 1
         s = np.maximum(a, np.minimum(b - 1, self.ends[np.maximum(first - 1, 0)]))
         return np.where(first <= 0, a, s).tolist()
@@ -297,8 +297,8 @@ class OffsetMeasure(Measure):
             edges.append(head[1] + tail[1])
         # tokens ending in (m1, m2]: exact between safe points, as no token crosses one
         ends = self.ends
-        counts = np.searchsorted(ends, np.asarray(m2s, dtype=np.int64), "right")
-        counts -= np.searchsorted(ends, np.asarray(m1s, dtype=np.int64), "right")
+        counts = ends.searchsorted(np.asarray(m2s, dtype=np.int64), "right")
+        counts -= ends.searchsorted(np.asarray(m1s, dtype=np.int64), "right")
         counts += np.asarray(edges, dtype=np.int64)
         if whole:
             counts[whole] = self.count_batch([text[spans[i][0] : spans[i][1]] for i in whole])

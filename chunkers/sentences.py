@@ -64,6 +64,8 @@ class FastPunkt:
         self.sent_end, self.punctuation = parts.sent_end_chars, parts.punctuation
         self.candidates, self.words, self.realignment = parts.candidates, parts.words, parts.realignment
         self._restart = re.compile(rf"\s*(?=\S)(?!{parts.realignment_start})").match
+        self._closer = re.compile(parts.realignment_start).fullmatch
+        self._first_chars: dict[str, bool] = {}  # a line's first character -> may Punkt restart there
         self.numeric, self.initial, self.ellipsis = parts.numeric, parts.initial, parts.ellipsis
         self.lower_any, self.upper_any = parts.lower_any, parts.upper_any
         self.upper_mid, self.lower_begin = parts.upper_mid, parts.lower_begin
@@ -165,8 +167,23 @@ class FastPunkt:
         move a sentence start there (a closing quote or bracket); ascending, once
         each. Run from there, Punkt decides every later candidate as on the whole
         text, since each decision reads only the words next to its candidate."""
-        match = self._restart
-        return sorted({m.end() for p in line_starts if (m := match(text, p))})
+        match, found, last = self._restart, [], -1
+        plain = self._first_chars
+        for p in line_starts:  # ascending, so the restarts are too
+            c = text[p:p + 1]
+            ok = plain.get(c)
+            if ok is None:
+                ok = bool(c) and not c.isspace() and not self._closer(c)
+                if len(plain) < 4096:
+                    plain[c] = ok
+            if ok:  # most lines start with a word: no regex needed
+                q = p
+            else:
+                q = m.end() if (m := match(text, p)) else -1
+            if q > last:
+                found.append(q)
+                last = q
+        return found
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of each sentence, as ``span_tokenize(text)`` gives them."""
