@@ -130,9 +130,10 @@ class LazySentences:
     the windows in between lie inside it whatever their sentences are. Windows
     start at paragraph and structural line breaks (a sentence starts there
     anyway) where Punkt can restart (``FastPunkt.restarts``), and Punkt runs
-    to the end of the first line after the window, so it makes the same
-    decisions as on the whole text. Tests compare this with ``Pieces`` (the
-    eager split)."""
+    through the first word after the window (a window ends where a word
+    starts): each decision reads the word before its candidate and the one
+    after, so it decides as on the whole text. Tests compare this with
+    ``Pieces`` (the eager split)."""
 
     def __init__(self, plan: "Plan", a: int, b: int) -> None:
         self.plan, self.text, self.a, self.b = plan, plan.text, a, b
@@ -148,7 +149,7 @@ class LazySentences:
         found = self.windows.get(k)
         if found is None:
             text, w0, w1 = self.text, self.bounds[k], self.bounds[k + 1]
-            w_end = self.b if w1 == self.b else min(self.b, (text.find("\n", w1) + 1) or self.b)
+            w_end = self.b if w1 == self.b else _FIRST_WORD.match(text, w1, self.b).end()
             cuts = [c for c in punkt_starts(text, w0, w_end, upto=w1) if c != w0]
             lo, hi = bisect.bisect_right(self.breaks, w0), bisect.bisect_left(self.breaks, w1)
             if lo < hi:
@@ -259,6 +260,8 @@ class Plan:
 
 # Up to the next word: at most 199 more word characters, then the whole whitespace run.
 _TO_NEXT_WORD = re.compile(r"\S{0,199}\s+")
+# A word and the blank after it (one character: Punkt's next token ends at any blank).
+_FIRST_WORD = re.compile(r"\S*\s?")
 
 
 class Finisher:
