@@ -69,6 +69,7 @@ SHAPES = {
     "unicode_whitespace": lambda n: _repeat("a\u2003\u2028\u3000\u00a0\r\u0085", n),
     "words_then_trailing_blank": lambda n: _repeat("word ", n // 2) + " " * (n - n // 2),
     "one_word": lambda n: "a" * n,
+    "heading_marks_one_line": lambda n: "x " + _repeat("**__<h", n),
 }
 
 
