@@ -115,14 +115,15 @@ EXT = {"markdown": "md", "text": "txt", "html": "html", "pdf": "pdf"}
 
 
 def best_times(small, large, reps: int = 3) -> tuple[float, float]:
-    """Best of ``reps`` for each, measured in turn so that load from other
-    processes falls on both sizes alike."""
+    """Best of ``reps`` CPU seconds of this process for each, measured in turn
+    (CPU time, not wall time: other processes on a busy machine stretch the
+    latter, not the work done)."""
     best = [float("inf"), float("inf")]
     for _ in range(reps):
         for i, fn in enumerate((small, large)):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
+            best[i] = min(best[i], time.process_time() - t0)
     return best[0], best[1]
 
 
