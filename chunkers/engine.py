@@ -223,11 +223,43 @@ class Plan:
         if not cuts:
             self.split(a, b, li + 1)
         elif level.hard:
-            for s, e in zip([a, *cuts], [*cuts, b]):
+            sections = list(zip([a, *cuts], [*cuts, b]))
+            if level.min_section:
+                sections = self.join_sections(sections, level.min_section)
+            for s, e in sections:
                 self.section += 1
                 self.split(s, e, li + 1)
         else:
             Pieces(self, a, b, cuts).merge(self, li)
+
+    def join_sections(self, sections: list[tuple[int, int]], min_tokens: int) -> list[tuple[int, int]]:
+        """Heading sections with each one under ``min_tokens`` joined to the
+        sections after it while the join is under ``min_tokens``, fits the budget
+        and the next heading is of the first one's level or deeper (text before
+        the first heading counts as the shallowest level). A man page's "Name"
+        and "Synopsis" then make one chunk, not two of a heading and a line;
+        it starts at the first heading, so it carries that heading's path."""
+        text, measure, budget = self.text, self.measure, self.budget
+        offsets, headings = self.source.heading_offsets, self.source.headings
+
+        def depth(pos: int) -> int:
+            i = bisect.bisect_left(offsets, pos)
+            return headings[i][1] if i < len(offsets) and offsets[i] == pos else 0
+
+        joined: list[tuple[int, int]] = []
+        i, n = 0, len(sections)
+        while i < n:
+            s, e = sections[i]
+            first, top = skip_blank(text, s, e), depth(skip_blank(text, s, e))
+            j = i
+            while (j + 1 < n and measure.fits(first, trim(text, s, e)[1], min_tokens - 1)
+                   and depth(skip_blank(text, *sections[j + 1])) >= top
+                   and measure.fits(first, trim(text, s, sections[j + 1][1])[1], budget)):
+                j += 1
+                e = sections[j][1]
+            joined.append((s, e))
+            i = j + 1
+        return joined
 
     def windows(self, a: int, b: int) -> None:
         while a < b:

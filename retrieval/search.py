@@ -92,12 +92,18 @@ def parse_filters(filters: Mapping[str, Any] | None) -> Filter | None:
     return Filter(prefix or None, tuple(tags))
 
 
-def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each list adds ``1 / (k + rank)`` per id."""
+def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K,
+         weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each list adds ``weight / (k + rank)`` per id
+    (``weights``: one per list, default all 1)."""
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    if len(weights) != len(rankings) or any(not (w >= 0) for w in weights):
+        raise RetrievalError(f"fusion weights must be one number >= 0 per ranking, got {list(weights)!r}")
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights):
         for rank, (cid, _score) in enumerate(ranking, start=1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+            scores[cid] = scores.get(cid, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
