@@ -82,7 +82,9 @@ class Hit:
 
 
 def parse_chunking(spec: str) -> tuple[str, dict]:
-    parts = spec.split(":")
+    """``method:max_tokens:overlap[:min_section_tokens]``, then an optional
+    ``@label`` (a new folder name, e.g. after a code change)."""
+    parts = spec.split("@")[0].split(":")
     method, params = parts[0], {"max_tokens": int(parts[1]), "overlap": int(parts[2])}
     if len(parts) > 3:
         params["min_section_tokens"] = int(parts[3])
@@ -135,7 +137,7 @@ def score_set(notebook, embedder, labelled: dict, weights) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chunking", action="append", required=True, help="method:max_tokens:overlap[:min_section_tokens]")
+    parser.add_argument("--chunking", action="append", required=True, help="method:max_tokens:overlap[:min_section_tokens][@label]")
     parser.add_argument("--weights", action="append", default=None, help="dense:lexical fusion weights (default 1:1)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "noteloom-sweep-vectors.pkl")
     parser.add_argument("--work", type=Path, default=None, help="folder for the ingested sets (default: a fresh temporary one)")
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for chunking in args.chunking:
         method, params = parse_chunking(chunking)
         started, before = time.perf_counter(), embedder.embedded
-        folder = work / chunking.replace(":", "-")
+        folder = work / chunking.replace(":", "-").replace("@", "-")
         books = {"chroma": ingest(embedder, chroma_bench.DATA / "corpora", folder / "chroma", method, params)}
         for name in SETS:
             books[name] = ingest(embedder, work / "notes" / name, folder / name, method, params)

@@ -233,32 +233,37 @@ class Plan:
             Pieces(self, a, b, cuts).merge(self, li)
 
     def join_sections(self, sections: list[tuple[int, int]], min_tokens: int) -> list[tuple[int, int]]:
-        """Heading sections with each one under ``min_tokens`` joined to the
-        sections after it while the join is under ``min_tokens``, fits the budget
-        and the next heading is of the first one's level or deeper (text before
-        the first heading counts as the shallowest level). A man page's "Name"
-        and "Synopsis" then make one chunk, not two of a heading and a line;
-        it starts at the first heading, so it carries that heading's path."""
-        text, measure, budget = self.text, self.measure, self.budget
+        """Heading sections, each one under ``min_tokens`` joined with the sections
+        after it while the join is under ``min_tokens`` and the next heading is of
+        the first one's level or deeper (text before the first heading counts as
+        the shallowest). A join still under ``min_tokens`` that cannot grow (a man
+        page's last "See also") goes to the end of the join before it on the same
+        terms. A join over the budget is split at the lower levels like any
+        section, so a tiny section then starts the first chunk of the next one:
+        "Name" and "Synopsis" do not make chunks of a heading and a line."""
+        text, measure = self.text, self.measure
         offsets, headings = self.source.heading_offsets, self.source.headings
 
-        def depth(pos: int) -> int:
-            i = bisect.bisect_left(offsets, pos)
-            return headings[i][1] if i < len(offsets) and offsets[i] == pos else 0
+        def depth(s: int) -> int:
+            i = bisect.bisect_left(offsets, s)
+            return headings[i][1] if i < len(offsets) and offsets[i] == s else 0
+
+        def small(s: int, e: int) -> bool:
+            a, b = trim(text, s, e)
+            return measure.fits(a, b, min_tokens - 1)
 
         joined: list[tuple[int, int]] = []
         i, n = 0, len(sections)
         while i < n:
             s, e = sections[i]
-            first, top = skip_blank(text, s, e), depth(skip_blank(text, s, e))
-            j = i
-            while (j + 1 < n and measure.fits(first, trim(text, s, e)[1], min_tokens - 1)
-                   and depth(skip_blank(text, *sections[j + 1])) >= top
-                   and measure.fits(first, trim(text, s, sections[j + 1][1])[1], budget)):
-                j += 1
-                e = sections[j][1]
+            top = depth(skip_blank(text, s, e))
+            while i + 1 < n and small(s, e) and depth(sections[i + 1][0]) >= top:
+                i += 1
+                e = sections[i][1]
+            if joined and small(s, e) and top >= depth(skip_blank(text, *joined[-1])):
+                s = joined.pop()[0]
             joined.append((s, e))
-            i = j + 1
+            i += 1
         return joined
 
     def windows(self, a: int, b: int) -> None:
