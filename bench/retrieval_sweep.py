@@ -4,6 +4,7 @@ in one run, in process, so a sweep of many settings is cheap.
 
     .venv/bin/python bench/retrieval_sweep.py --chunking hybrid:256:32 --chunking hybrid:256:32:64
     .venv/bin/python bench/retrieval_sweep.py --chunking hybrid:192:24 --weights 1:1 --weights 1:2
+    .venv/bin/python bench/retrieval_sweep.py --chunking hybrid:128:16 --weights 1:3 --parent hybrid:256:32   # small-to-big
 
 ``--chunking`` is ``method:max_tokens:overlap[:min_section_tokens]``; ``--weights``
 is ``dense:lexical`` for reciprocal rank fusion (``retrieval.fuse``). Each
@@ -14,7 +15,8 @@ Chroma (recall / precision / IoU, ``chroma_bench.score``) and k=10 for the own
 sets (nDCG@10, ``evalsets/score.py``). Vectors are cached by text across
 settings (``--cache``), so only new chunk texts are embedded; the default
 embedding spec is what a new data folder gets (onnx-int8 when installed).
-Rows go to stdout as a markdown table and to ``bench/results/retrieval_sweep.jsonl``.
+With ``--parent``, Chroma is also scored small-to-big: small hits ranked by their
+fused score plus a weight times their enclosing larger chunk's. Rows go to stdout as a markdown table and to ``bench/results/retrieval_sweep.jsonl``.
 The figures of record still come from ``chroma_bench.py`` and ``evalsets/score.py``
 (a real server, the CLI's ingest); this script is for choosing among settings.
 """
@@ -128,6 +130,33 @@ def score_chroma(notebook, embedder, corpora, questions, weights) -> dict:
     return {**chroma_bench.mean_scores(questions, retrievals), "mean_chars": round(sum(chars) / max(1, len(chars)))}
 
 
+def small_to_big(small, big, embedder, corpora, questions, weights, parent_weights: list[float]) -> dict:
+    """Chroma with small-chunk hits ranked by their own fused score plus ``w`` times
+    the best fused score of an overlapping chunk of ``big`` (top 40 of each)."""
+    from retrieval import fuse
+
+    lists = []
+    for q in questions:
+        vector = embedder.embed_batch([q.text])[0]
+        found = []
+        for notebook in (small, big):
+            ranked = fuse([notebook.backend.vector_search(vector, 40, None), notebook.backend.lexical_search(q.text, 40, None)],
+                          weights=weights)
+            rows = notebook.backend.chunks(cid for cid, _ in ranked)
+            found.append([(rows[cid], score) for cid, score in ranked if cid in rows])
+        lists.append(found)
+    rows = {}
+    for w in parent_weights:
+        retrievals = []
+        for small_hits, big_hits in lists:
+            def parent(row):
+                return max((s for b, s in big_hits if b.source == row.source and b.start < row.end and row.start < b.end), default=0.0)
+            best = sorted(small_hits, key=lambda hit: -(hit[1] + w * parent(hit[0])))[:5]
+            retrievals.append([chroma_bench.Retrieved(Path(r.source).stem, r.start, r.end) for r, _ in best])
+        rows[w] = chroma_bench.mean_scores(questions, retrievals)
+    return rows
+
+
 def score_set(notebook, embedder, labelled: dict, weights) -> dict:
     docs, questions = labelled["documents"], labelled["questions"]
     ranks = [evalsets.rank_of_gold(search(notebook, embedder, q["question"], 10, weights), q, docs) for q in questions]
@@ -142,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "noteloom-sweep-vectors.pkl")
     parser.add_argument("--work", type=Path, default=None, help="folder for the ingested sets (default: a fresh temporary one)")
     parser.add_argument("--spec", default=None, help="embedding spec (default: what a new data folder gets)")
+    parser.add_argument("--parent", default=None, help="a larger chunking: also score Chroma small-to-big against it")
+    parser.add_argument("--parent-weight", action="append", type=float, default=None, help="weights of the parent score (repeatable)")
     args = parser.parse_args(argv)
     import runtime
 
@@ -180,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['mean_chars']} | " + " | ".join(f"{row[n]['ndcg@10']:.3f}" for n in SETS) + " |", flush=True)
             with out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
+        if args.parent:
+            big = ingest(embedder, chroma_bench.DATA / "corpora", work / args.parent.replace(":", "-").replace("@", "-") / "chroma",
+                         *parse_chunking(args.parent))
+            for weights in weightings:
+                for w, scores in small_to_big(books["chroma"], big, embedder, corpora, questions, weights,
+                                              args.parent_weight or [0.0, 0.5, 1.0, 2.0]).items():
+                    print(f"<!-- {chunking} hits, {args.parent} parents x {w:g}, fusion {weights[0]:g}:{weights[1]:g}: "
+                          f"{scores} -->", flush=True)
+            big.close()
         for notebook in books.values():
             notebook.close()
         embedder.save()
