@@ -68,10 +68,11 @@ class HybridChunker(LevelChunker):
     windows of ``max_tokens`` with ``overlap`` tokens shared between neighbours in
     a section. Sections are never merged with each other, except that with
     ``min_section_tokens`` a section under that many tokens is joined with the
-    sections after it (of its heading's level or deeper, while the join stays
-    under ``min_section_tokens`` and within the budget), so a chunk is not just a
-    heading and a line. Every chunk carries in ``meta["headings"]`` the heading
-    path where it starts: a joined chunk, its first section's."""
+    sections after it (of its heading's level or deeper) until the join reaches
+    that size, then split like one section (``engine.Plan.join_sections``), so a
+    chunk is not just a heading and a line. Every chunk carries in
+    ``meta["headings"]`` the heading path where it starts: for a chunk of joined
+    sections, that of its first heading."""
 
     levels = (HEADINGS.with_(hard=True), BLANK_LINES, SENTENCES, WORDS)
 
