@@ -64,12 +64,20 @@ class RecursiveChunker(LevelChunker):
 
 @register("hybrid")
 class HybridChunker(LevelChunker):
-    """Sections by markdown heading (never merged with each other), then
-    paragraphs, sentences and words merged into windows of ``max_tokens`` with
-    ``overlap`` tokens shared between neighbours in a section. Every chunk carries
-    its heading path in ``meta["headings"]``."""
+    """Sections by heading, then paragraphs, sentences and words merged into
+    windows of ``max_tokens`` with ``overlap`` tokens shared between neighbours in
+    a section. Sections are never merged with each other, except that with
+    ``min_section_tokens`` a section under that many tokens is joined with the
+    sections after it (of its heading's level or deeper) until the join reaches
+    that size, then split like one section (``engine.Plan.join_sections``), so a
+    chunk is not just a heading and a line. Every chunk carries in
+    ``meta["headings"]`` the heading path where it starts: for a chunk of joined
+    sections, that of its first heading."""
 
     levels = (HEADINGS.with_(hard=True), BLANK_LINES, SENTENCES, WORDS)
 
-    def __init__(self, *, max_tokens: int = 800, overlap: int = 200, **common: Any) -> None:
+    def __init__(self, *, max_tokens: int = 800, overlap: int = 200, min_section_tokens: int = 0, **common: Any) -> None:
         super().__init__(max_tokens=max_tokens, overlap=overlap, **common)
+        self.min_section_tokens = check_int("min_section_tokens", min_section_tokens, low=0, high=self.max_tokens)
+        if self.min_section_tokens:
+            self.levels = (HEADINGS.with_(hard=True, min_section=self.min_section_tokens), *self.levels[1:])

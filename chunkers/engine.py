@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .base import Chunker
 from .chunk import Chunk
@@ -224,11 +224,53 @@ class Plan:
         if not cuts:
             self.split(a, b, li + 1)
         elif level.hard:
-            for s, e in zip([a, *cuts], [*cuts, b]):
+            sections: Iterable[tuple[int, int]] = list(zip([a, *cuts], [*cuts, b]))
+            if level.min_section:
+                sections = self.join_sections(sections, level.min_section)
+            for s, e in sections:
                 self.section += 1
                 self.split(s, e, li + 1)
         else:
             Pieces(self, a, b, cuts).merge(self, li)
+
+    def join_sections(self, sections: list[tuple[int, int]], min_tokens: int) -> Iterator[tuple[int, int]]:
+        """Heading sections, each one under ``min_tokens`` joined with the sections
+        after it while the join is under ``min_tokens`` and the next heading is of
+        the first one's level or deeper (text before the first heading counts as
+        the shallowest). A join still under ``min_tokens`` that cannot grow (a man
+        page's last "See also") goes to the end of the join before it on the same
+        terms. A join over the budget is split at the lower levels like any
+        section, so a tiny section then starts the first chunk of the next one:
+        "Name" and "Synopsis" do not make chunks of a heading and a line.
+        Yields each join once the next is known, so planning keeps pace with the
+        encoding instead of waiting for all of it."""
+        text, measure = self.text, self.measure
+        offsets, headings = self.source.heading_offsets, self.source.headings
+
+        def depth(s: int) -> int:
+            i = bisect.bisect_left(offsets, s)
+            return headings[i][1] if i < len(offsets) and offsets[i] == s else 0
+
+        def small(s: int, e: int) -> bool:
+            a, b = trim(text, s, e)
+            return measure.fits(a, b, min_tokens - 1)
+
+        held: tuple[int, int] | None = None  # the last join, until the next one is known
+        i, n = 0, len(sections)
+        while i < n:
+            s, e = sections[i]
+            top = depth(skip_blank(text, s, e))
+            while i + 1 < n and small(s, e) and depth(sections[i + 1][0]) >= top:
+                i += 1
+                e = sections[i][1]
+            if held is not None and small(s, e) and top >= depth(skip_blank(text, *held)):
+                s = held[0]
+            elif held is not None:
+                yield held
+            held = (s, e)
+            i += 1
+        if held is not None:
+            yield held
 
     def windows(self, a: int, b: int) -> None:
         while a < b:

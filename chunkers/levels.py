@@ -264,7 +264,9 @@ class SplitLevel:
     ``hard``: eager, and pieces are never merged across it (each becomes its own
     section). ``max_pieces``: at most this many pieces per chunk. ``lazy`` (eager
     sentences merged by budget alone): find sentences only where chunks end
-    (``engine.LazySentences``), with the same chunks as finding them all."""
+    (``engine.LazySentences``), with the same chunks as finding them all.
+    ``min_section`` (hard heading levels): a section under this many tokens is
+    joined with the sections after it (``engine.Plan.join_sections``)."""
 
     name: str
     find: Finder
@@ -272,6 +274,7 @@ class SplitLevel:
     eager: bool = False
     max_pieces: int | None = None
     lazy: bool = False
+    min_section: int = 0
 
     def with_(self, **changes) -> "SplitLevel":
         return replace(self, **changes)

@@ -23,7 +23,7 @@ from . import vault
 from .errors import DocumentNotFoundError, EmbeddingMismatchError
 from .locking import check_timeout
 from .records import Counts, Document, DocumentInfo, DocumentSummary, Filter, Hit, NoteLinks
-from .search import Searcher
+from .search import LEXICAL_WEIGHT, Searcher
 from .sqlite_faiss import SqliteFaissBackend
 
 DEFAULT_DATA_DIR = ".noteloom"
@@ -46,11 +46,14 @@ class Notebook:
     ``llm``: an OpenAI-compatible endpoint for generated answers (``LLMConfig`` or
     a mapping with ``url``, ``model``, ``key``); None: extractive answers only.
     ``backend``: where documents and vectors live, instead of SQLite + FAISS in ``folder``.
+    ``lexical_weight``: how many times BM25's ranking counts against the dense
+    ranking's in hybrid search (reciprocal rank fusion).
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, *, embedding_model: str | None = None,
                  default_embedding_model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
-                 llm: LLMConfig | Mapping[str, Any] | None = None, backend: Backend | None = None) -> None:
+                 llm: LLMConfig | Mapping[str, Any] | None = None, backend: Backend | None = None,
+                 lexical_weight: float = LEXICAL_WEIGHT) -> None:
         self.folder = resolve_data_dir(folder)
         self.backend: Backend = backend if backend is not None else SqliteFaissBackend(self.folder)
         self.write_timeout: float | None = None  # longest wait for another writer; None: as long as it takes
@@ -64,7 +67,8 @@ class Notebook:
                 f"({recorded.dim} dimensions); asked for {embedding_model!r}: use another --data folder"
             )
         self._embedder = embedder
-        self.searcher = Searcher(self.backend, lambda texts: self.embed(texts))  # late-bound: embed may be wrapped
+        self.searcher = Searcher(self.backend, lambda texts: self.embed(texts),  # late-bound: embed may be wrapped
+                                 lexical_weight=lexical_weight)
 
     # --- embedding ------------------------------------------------------------
 

@@ -18,6 +18,10 @@ MAX_QUERY_CHARS = 10_000
 MAX_FILTER_TAGS = 64  # tags in one search filter (each one a SQL condition)
 MAX_FILTER_CHARS = 1024  # a tag or a source prefix
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
+# How many times BM25's list counts against the dense list's in hybrid fusion;
+# chosen on the Chroma benchmark and the own sets (README, "Retrieval quality").
+LEXICAL_WEIGHT = 3.0
+MAX_LEXICAL_WEIGHT = 100.0
 FILTER_KEYS = ("source_prefix", "tags")
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -26,9 +30,10 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 class Searcher:
     """Ranks chunks for a query: ``backend`` holds them, ``embed`` turns the query into a vector."""
 
-    def __init__(self, backend: Backend, embed: Embed) -> None:
+    def __init__(self, backend: Backend, embed: Embed, *, lexical_weight: float = LEXICAL_WEIGHT) -> None:
         self.backend = backend
         self.embed = embed
+        self.lexical_weight = check_lexical_weight(lexical_weight)
 
     def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | Filter | None = None,
                mode: str = "hybrid") -> list[Hit]:
@@ -54,7 +59,7 @@ class Searcher:
         elif mode == "lexical":
             ranked = lexical
         else:
-            ranked = fuse([dense, lexical])
+            ranked = fuse([dense, lexical], weights=(1.0, self.lexical_weight))
         return self._hits(ranked, k, dict(dense), dict(lexical))
 
     def _hits(self, ranked: Ranking, k: int, dense: dict[int, float], lexical: dict[int, float]) -> list[Hit]:
@@ -92,12 +97,18 @@ def parse_filters(filters: Mapping[str, Any] | None) -> Filter | None:
     return Filter(prefix or None, tuple(tags))
 
 
-def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each list adds ``1 / (k + rank)`` per id."""
+def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K,
+         weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each list adds ``weight / (k + rank)`` per id
+    (``weights``: one per list, default all 1)."""
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    if len(weights) != len(rankings) or any(not (w >= 0) for w in weights):
+        raise RetrievalError(f"fusion weights must be one number >= 0 per ranking, got {list(weights)!r}")
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights):
         for rank, (cid, _score) in enumerate(ranking, start=1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+            scores[cid] = scores.get(cid, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -109,6 +120,12 @@ def check_query(value: Any, name: str) -> str:
     if len(value) > MAX_QUERY_CHARS:
         raise RetrievalError(f"{name} is {len(value)} characters; the limit is {MAX_QUERY_CHARS}")
     return value.strip()
+
+
+def check_lexical_weight(weight: Any) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= MAX_LEXICAL_WEIGHT:
+        raise RetrievalError(f"lexical_weight must be a number over 0 and at most {MAX_LEXICAL_WEIGHT:g}, got {weight!r}")
+    return float(weight)
 
 
 def check_k(k: Any) -> int:

@@ -123,6 +123,9 @@ class Settings:
     clip_pretrained: str | None = setting("openai", "NOTELOOM_CLIP_PRETRAINED",
                                           "open_clip tag or weights file; empty: random weights", OPTIONAL_NAME)
     clip_config_dir: str | None = setting(None, "NOTELOOM_CLIP_CONFIG_DIR", "extra open_clip model configs (JSON)", OPTIONAL_NAME)
+    lexical_weight: float = setting(3.0, "NOTELOOM_LEXICAL_WEIGHT",
+                                    "hybrid search: BM25's ranking counts this many times the dense ranking's",
+                                    number(0, 100))
     # --- the HTTP server
     api_key: str = setting("", "NOTELOOM_API_KEY", "key every endpoint but /health needs; empty: none", SECRET)
     max_generations: int = setting(1, "NOTELOOM_MAX_GENERATIONS", "image generations running at once", whole(1, 64))

@@ -33,7 +33,7 @@ def configure_runtime(s: Settings) -> None:
 
 
 def chunking(s: Settings, method: str | None = None, **params) -> "ChunkSettings":
-    """How notes are chunked: ``method`` and its parameters (default: hybrid 256/32)."""
+    """How notes are chunked: ``method`` and its parameters (default: ``ingest.pipeline.DEFAULT_CHUNKING``)."""
     from ingest import ChunkSettings
 
     return ChunkSettings.of(method, threads=s.encode_threads, **params)  # <- encode_threads
@@ -73,7 +73,8 @@ def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
     # A new folder takes the embedding settings; an existing one keeps the model and backend it was built with.
     return Notebook(folder,
                     default_embedding_model=runtime.embedder_spec(s.embedding_model, s.embedding_backend),  # <- embedding_model, embedding_backend
-                    llm=llm_endpoint(s), backend=storage_backend(s, folder))
+                    llm=llm_endpoint(s), backend=storage_backend(s, folder),
+                    lexical_weight=s.lexical_weight)  # <- lexical_weight
 
 
 def storage_backend(s: Settings, folder: Path):

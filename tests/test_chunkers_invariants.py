@@ -37,6 +37,7 @@ CONFIGS = [
     ("recursive", dict(max_tokens=30, tokenizer=word_count)),
     ("hybrid", dict()),
     ("hybrid", dict(max_tokens=64, overlap=16)),
+    ("hybrid", dict(max_tokens=64, overlap=16, min_section_tokens=48)),
     ("semantic", dict(max_tokens=96, embedder=hashing_embedder)),
     ("semantic", dict(max_tokens=96, embedder=hashing_embedder, mode="group")),
 ]
@@ -87,6 +88,8 @@ def test_invariants_on_generated_text(text, config, budget):
     params["overlap"] = min(params.get("overlap", 0), budget // 4)
     if name == "paragraph":
         params["min_tokens"] = min(params.get("min_tokens", 0), budget)
+    if "min_section_tokens" in params:
+        params["min_section_tokens"] = min(params["min_section_tokens"], budget)
     chunker = chunkers.get(name, **params)
     check_chunks(text, chunker(text), chunker)
 
