@@ -30,7 +30,9 @@ _ATX = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*)$", re.M)
 _ADORNMENT = re.compile(r"\n([=\-~^\"'`:+*#_])\1{2,}[ \t]*(?=\n|\Z)")
 _HTML = re.compile(r"[ \t]{0,3}<h([1-6])(?:\s[^>\n]*)?>([^\n]*?)</h\1\s*>[ \t]*$", re.I)
 _TAG = re.compile(r"<[^>\n]*>")
-_MARKER = re.compile(r"<[hH]|\*\*|__")
+# A line with an HTML heading or bold mark in its first four characters ("\n" first: a fast scan).
+_MARKED_LINE = re.compile(r"\n(?=[^\n]{0,3}(?:<[hH]|\*\*|__))")
+_MARKED_START = re.compile(r"[^\n]{0,3}(?:<[hH]|\*\*|__)")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)([^\n*_]{1,80}?)(?<=\S)\1[ \t]*:?[ \t]*$")
 _NOT_TITLE = re.compile(r"[ \t]{4}|[ \t]*(?:[-*+•>|#]|\d{1,3}[.)])(?:[ \t]|$)|[ \t]*$")
 MAX_TITLE = 120  # characters: a longer line over an underline is a paragraph, not a title
@@ -123,21 +125,21 @@ def _levels(styled: list[tuple[int, tuple[str, bool], str]]) -> list[tuple[int, 
 
 
 def _tagged(text: str, inside: Inside) -> list[tuple[int, int, str]]:
-    """HTML ``<hN>`` lines and bold-only lines."""
-    found, tried = [], set()
-    start = end = -1  # the line of the last mark (found once per line: a long line of marks stays linear)
-    for m in _MARKER.finditer(text):  # one scan for all four marks (str.find is slow on wide strings)
-        pos, marker = m.start(), m.group()
-        if pos >= end:
-            start = text.rfind("\n", 0, pos) + 1
-            end = (text.find("\n", pos) + 1) or len(text) + 1
-        if pos - start > 3 or (start, marker) in tried:  # each mark's first place on a line, as near its start
-            continue
-        tried.add((start, marker))
-        if not inside(start + 1):
-            heading = _html_heading(text, start) if marker[0] == "<" else _bold_heading(text, start)
-            if heading is not None:
-                found.append(heading)
+    """HTML ``<hN>`` lines and bold-only lines: each mark's first place on a line,
+    if it starts within the line's first four characters."""
+    found = []
+    starts = [m.end() for m in _MARKED_LINE.finditer(text)]  # lines with some mark there: one scan
+    if _MARKED_START.match(text):
+        starts.insert(0, 0)
+    for start in starts:
+        head_end = start + 5  # a two-character mark starting in the first four characters ends by here
+        newline = text.find("\n", start, head_end)
+        head_end = head_end if newline < 0 else newline
+        for marker in ("<h", "<H", "**", "__"):
+            if text.find(marker, start, head_end) >= 0 and not inside(start + 1):
+                heading = _html_heading(text, start) if marker[0] == "<" else _bold_heading(text, start)
+                if heading is not None:
+                    found.append(heading)
     return found
 
 

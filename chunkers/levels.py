@@ -38,18 +38,19 @@ _CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
 _WORD = re.compile(r"\s+")
 
 
+# A line with a fence mark in its first four characters ("\n" first: a fast scan).
+_FENCED_LINE = re.compile(r"\n(?=[^\n]{0,3}(?:```|~~~))")
+_FENCED_START = re.compile(r"[^\n]{0,3}(?:```|~~~)")
+
+
 def fence_lines(text: str) -> list[re.Match]:
-    """``FENCE``'s matches, in order: tried only on the lines where ``str.find``
-    sees a fence mark (``finditer`` would try the anchored pattern everywhere)."""
-    line_starts = set()
-    for mark in ("```", "~~~"):
-        p = text.find(mark)
-        while p >= 0:
-            start = text.rfind("\n", 0, p) + 1
-            if p - start <= 3:
-                line_starts.add(start)
-            p = text.find(mark, text.find("\n", p) + 1 or len(text))
-    return [m for start in sorted(line_starts) if (m := FENCE.match(text, start))]
+    """``FENCE``'s matches, in order: tried only on the lines with a fence mark
+    in their first four characters, found in one scan (``finditer`` of the
+    anchored pattern would try it everywhere)."""
+    starts = [m.end() for m in _FENCED_LINE.finditer(text)]
+    if _FENCED_START.match(text):
+        starts.insert(0, 0)
+    return [m for start in starts if (m := FENCE.match(text, start))]
 
 
 class Source:
