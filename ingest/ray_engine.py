@@ -107,7 +107,10 @@ class RayEngine:
         if not ray.is_initialized():
             try:
                 if self.address is None:
-                    ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+                    # Workers at the driver's priority, as a local ingest runs: at Ray's default niceness (15)
+                    # the actors yielded their CPUs to any other busy process on the machine.
+                    ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                             _system_config={"worker_niceness": 0})
                 else:
                     ray.init(address=self.address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
