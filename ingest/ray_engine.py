@@ -75,13 +75,13 @@ class RayEngine:
     (default: every core), ``"auto"`` joins the cluster running here, ``"ray://host:port"``
     connects a Ray Client; a Ray already initialised in this process is used as it is.
     ``actors``: worker actors (default above); ``threads``: embedding threads per
-    actor (default: the CPUs divided among the actors); ``files_per_batch``: files
-    per actor call; ``restarts``: how often a killed actor is restarted, its work
+    actor (default: the CPUs divided among the actors); ``files_per_batch``: most
+    files per actor call (fewer when that leaves an actor without two); ``restarts``: how often a killed actor is restarted, its work
     redone, before the ingest fails; ``embedder``: a model name or picklable
     embedder for the actors instead of the notebook's model."""
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, actors: int | None = None,
-                 threads: int | None = None, files_per_batch: int = 16, restarts: int = 3,
+                 threads: int | None = None, files_per_batch: int = 64, restarts: int = 3,
                  stall_seconds: float = 300.0, embedder: Any = None) -> None:
         for name, value in (("num_cpus", num_cpus), ("actors", actors), ("threads", threads),
                             ("files_per_batch", files_per_batch)):
@@ -175,9 +175,14 @@ class RayEngine:
 
     def _discard(self) -> None:
         """Kill the pool: after a failure its actors may be stuck or dead; the next ingest starts a new one."""
-        for worker in self._workers or ():
-            self._ray.kill(worker, no_restart=True)
-        self._workers = None
+        workers, self._workers = self._workers or [], None
+        if not workers or not self._ray.is_initialized():
+            return  # the actors went with the Ray that held them (another engine shut it down)
+        for worker in workers:
+            try:
+                self._ray.kill(worker, no_restart=True)
+            except ValueError:  # a handle of an earlier Ray session: that actor is gone
+                pass
 
     def _describe(self) -> str:
         s = self._sizes or {}
@@ -196,7 +201,8 @@ class RayEngine:
         """Batches sent to the least busy actor, ``BATCHES_PER_ACTOR`` each at most,
         and their results taken in file order, each awaited at most ``stall_seconds``."""
         workers = self._pool()
-        size = self.files_per_batch
+        # Big batches embed faster (fewer calls, less padding between similar lengths), but every actor needs two.
+        size = max(1, min(self.files_per_batch, -(-len(jobs) // (len(workers) * BATCHES_PER_ACTOR))))
         batches = [list(jobs[at : at + size]) for at in range(0, len(jobs), size)]
         busy = [0] * len(workers)
         waiting: deque = deque()  # (result, actor index, files), in file order
