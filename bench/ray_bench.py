@@ -233,7 +233,11 @@ def write_report(path: Path, f: dict) -> None:
     for run, r in enumerate(f["rounds"], start=1):
         lines.append(f"| {run} | {r['load']:.1f} | {r['local']:.1f} s | {chunks / r['local']:.0f} | {r['ray']:.1f} s | "
                      f"{chunks / r['ray']:.0f} | {r['ratio']:.2f}x |")
+    ratios = sorted(r["ratio"] for r in f["rounds"])
+    median = (ratios[(len(ratios) - 1) // 2] + ratios[len(ratios) // 2]) / 2
     lines += [
+        "",
+        f"Median Ray / local over {len(ratios)} rounds: {median:.2f}x (from {ratios[0]:.2f}x to {ratios[-1]:.2f}x).",
         "",
         f"Same chunk ids, offsets and texts as the local ingest; largest vector difference {f['max_vector_difference']:.1e}.",
         f"Per core (one thread): embed {f['embed_per_core_per_s']:.0f} chunks/s, read + chunk {f['chunk_per_core_per_s']:.0f} "

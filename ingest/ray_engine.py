@@ -76,9 +76,10 @@ class RayEngine:
     connects a Ray Client; a Ray already initialised in this process is used as it is.
     ``actors``: worker actors (default above); ``threads``: embedding threads per
     actor (default: the CPUs divided among the actors); ``files_per_batch``: most
-    files per actor call (fewer when that leaves an actor without two); ``restarts``: how often a killed actor is restarted, its work
-    redone, before the ingest fails; ``embedder``: a model name or picklable
-    embedder for the actors instead of the notebook's model."""
+    files per actor call (fewer when that leaves an actor without two);
+    ``restarts``: how often a killed actor is restarted, its work redone, before
+    the ingest fails; ``embedder``: a model name or picklable embedder for the
+    actors instead of the notebook's model."""
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, actors: int | None = None,
                  threads: int | None = None, files_per_batch: int = 64, restarts: int = 3,
