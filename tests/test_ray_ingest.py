@@ -227,6 +227,21 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing(tmp_path, notes_dir, e
     assert check_store_consistent(nb) == check_store_consistent(clean)
 
 
+def test_one_pool_serves_every_ingest_of_an_engine(tmp_path, notes_dir):
+    """The actors start once (at warm) and embed for each later ingest: one process did all of it."""
+    folder, pids = tmp_path / "notes", tmp_path / "pids"
+    pids.mkdir()
+    make_corpus(folder, notes_dir, variant=0)
+    with RayEngine(stall_seconds=STALL, embedder=PidEmbedder(pids)) as warm:
+        warm.warm()
+        started = set(os.listdir(pids))
+        for name in ("one", "two"):
+            report = Ingestor(Notebook(tmp_path / name, embedder=HashingEmbedder()), SETTINGS, engine=warm).ingest_paths([folder])
+            assert report.chunks_embedded > 0 and not report.failed
+    assert len(started) == 1 and set(os.listdir(pids)) == started
+    assert snapshot(Notebook(tmp_path / "one", embedder=HashingEmbedder())) == snapshot(Notebook(tmp_path / "two", embedder=HashingEmbedder()))
+
+
 def test_an_actor_dead_beyond_its_restarts_fails_the_ingest_clearly_then_a_new_pool_serves(tmp_path, notes_dir):
     """With no restarts left, a killed actor stops the ingest with RayIngestError and what
     was stored is whole; the same engine's next ingest starts a new actor and finishes."""
