@@ -137,10 +137,12 @@ def test_cli_engine_ray_reports_and_stores_what_a_local_ingest_does(tmp_path, no
 
 
 def test_pool_is_sized_below_the_cpu_count(engine):
-    assert engine.pool() == {"cpus": 2, "gpus": 0, "actors": 1, "read_cpus": 1}
+    assert engine.pool() == {"cpus": 2, "gpus": 0, "actors": 1, "threads": 2}
+    assert RayEngine(threads=1).pool()["threads"] == 1
     with pytest.raises(IngestError, match="actors=2 cannot run on 2 CPUs"):
         RayEngine(actors=2).pool()
-    for bad in ({"actors": 0}, {"files_per_batch": "8"}, {"num_cpus": True}, {"stall_seconds": 0}):
+    for bad in ({"actors": 0}, {"files_per_batch": "8"}, {"num_cpus": True}, {"stall_seconds": 0}, {"threads": 0},
+                {"restarts": -1}):
         with pytest.raises(IngestError, match=repr(next(iter(bad.values())))):
             RayEngine(**bad)
 
@@ -163,7 +165,7 @@ def test_sigkill_of_the_driver_leaves_a_consistent_store(tmp_path, notes_dir, en
         child = spawn(data, folder)
         try:
             assert child.stdout.readline().strip() == "ready"
-            time.sleep(rng.uniform(1.0, 4.0))
+            time.sleep(rng.uniform(0.2, 1.6))  # the ingest takes 18 batches of at least 0.1 s
             killed_mid_ingest += child.poll() is None
         finally:
             child.send_signal(signal.SIGKILL)
@@ -213,8 +215,8 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing(tmp_path, notes_dir, e
     killer = threading.Thread(target=kill_first_actor)
     killer.start()
     nb = Notebook(data, embedder=HashingEmbedder())
-    slow = RayEngine(files_per_batch=2, stall_seconds=STALL, embedder=PidEmbedder(pids))
-    report = Ingestor(nb, SETTINGS, batch_chunks=4, engine=slow).ingest_paths([folder], prune=True)
+    with RayEngine(files_per_batch=2, stall_seconds=STALL, embedder=PidEmbedder(pids)) as slow:
+        report = Ingestor(nb, SETTINGS, batch_chunks=4, engine=slow).ingest_paths([folder], prune=True)
     killer.join(timeout=STALL)
     assert killed, "the embedding actor never started"
     assert len(os.listdir(pids)) >= 2, "the pool should have replaced the killed actor"
@@ -223,6 +225,45 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing(tmp_path, notes_dir, e
     Ingestor(clean, SETTINGS).ingest_paths([folder], prune=True)
     assert snapshot(nb) == snapshot(clean)
     assert check_store_consistent(nb) == check_store_consistent(clean)
+
+
+def test_one_pool_serves_every_ingest_of_an_engine(tmp_path, notes_dir):
+    """The actors start once (at warm) and embed for each later ingest: one process did all of it."""
+    folder, pids = tmp_path / "notes", tmp_path / "pids"
+    pids.mkdir()
+    make_corpus(folder, notes_dir, variant=0)
+    with RayEngine(stall_seconds=STALL, embedder=PidEmbedder(pids)) as warm:
+        warm.warm()
+        started = set(os.listdir(pids))
+        for name in ("one", "two"):
+            report = Ingestor(Notebook(tmp_path / name, embedder=HashingEmbedder()), SETTINGS, engine=warm).ingest_paths([folder])
+            assert report.chunks_embedded > 0 and not report.failed
+    assert len(started) == 1 and set(os.listdir(pids)) == started
+    assert snapshot(Notebook(tmp_path / "one", embedder=HashingEmbedder())) == snapshot(Notebook(tmp_path / "two", embedder=HashingEmbedder()))
+
+
+def test_an_actor_dead_beyond_its_restarts_fails_the_ingest_clearly_then_a_new_pool_serves(tmp_path, notes_dir):
+    """With no restarts left, a killed actor stops the ingest with RayIngestError and what
+    was stored is whole; the same engine's next ingest starts a new actor and finishes."""
+    data, folder, pids = tmp_path / "data", tmp_path / "notes", tmp_path / "pids"
+    pids.mkdir()
+    make_corpus(folder, notes_dir, variant=2)
+    nb = Notebook(data, embedder=HashingEmbedder())
+    with RayEngine(files_per_batch=2, restarts=0, stall_seconds=STALL, embedder=PidEmbedder(pids)) as fragile:
+        fragile.warm()  # the actor has embedded once: its process id is known before the ingest
+        killed = {int(name) for name in os.listdir(pids)}
+        killer = threading.Timer(1.0, lambda: [os.kill(pid, signal.SIGKILL) for pid in killed])
+        killer.start()
+        with pytest.raises(RayIngestError, match=r"the Ray ingest failed after \d+ of \d+ files: .*actor"):
+            Ingestor(nb, SETTINGS, batch_chunks=4, engine=fragile).ingest_paths([folder], prune=True)
+        killer.join()
+        check_store_consistent(nb)
+        report = Ingestor(nb, SETTINGS, batch_chunks=4, engine=fragile).ingest_paths([folder], prune=True)
+    assert len(killed) == 1 and {int(name) for name in os.listdir(pids)} - killed, "a new actor should have served"
+    assert not report.failed
+    clean = Notebook(tmp_path / "clean", embedder=HashingEmbedder())
+    Ingestor(clean, SETTINGS).ingest_paths([folder], prune=True)
+    assert snapshot(nb) == snapshot(clean)
 
 
 class StuckEmbedder:
