@@ -54,13 +54,10 @@ def watch_options(s: Settings) -> "WatchOptions":
 
 def ray_engine(s: Settings, address: str | None = None) -> "RayEngine":
     """Ingest on Ray; ``address`` (the command line's) wins over ``ray_address``."""
-    import logging
-
     from ingest.ray_engine import RayEngine
 
     engine = RayEngine(address or s.ray_address)  # <- ray_address
     engine.connect()  # a cluster that cannot be reached fails here, before any work
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # after Ray Data set up its logging: no lines per run
     return engine
 
 
