@@ -29,7 +29,8 @@ OFF_TOPIC = [
 
 
 def gold_span(nb, item):
-    doc = nb.store.document_by_source(item["source"])
+    # the notes folder is ingested as the collection "notes": its files are stored as "notes/<name>"
+    doc = nb.store.document_by_source(f"notes/{item['source']}")
     pos = doc["text"].find(item["answer_contains"])
     assert pos >= 0, item
     return doc["id"], pos, pos + len(item["answer_contains"])
