@@ -30,9 +30,7 @@ _ATX = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*)$", re.M)
 _ADORNMENT = re.compile(r"\n([=\-~^\"'`:+*#_])\1{2,}[ \t]*(?=\n|\Z)")
 _HTML = re.compile(r"[ \t]{0,3}<h([1-6])(?:\s[^>\n]*)?>([^\n]*?)</h\1\s*>[ \t]*$", re.I)
 _TAG = re.compile(r"<[^>\n]*>")
-# A line with an HTML heading or bold mark in its first four characters ("\n" first: a fast scan).
-_MARKED_LINE = re.compile(r"\n(?=[^\n]{0,3}(?:<[hH]|\*\*|__))")
-_MARKED_START = re.compile(r"[^\n]{0,3}(?:<[hH]|\*\*|__)")
+_TAG_MARKS = r"<[hH]|\*\*|__"  # where an HTML heading or a bold line starts
 _BOLD = re.compile(r"(\*\*|__)(?=\S)([^\n*_]{1,80}?)(?<=\S)\1[ \t]*:?[ \t]*$")
 _NOT_TITLE = re.compile(r"[ \t]{4}|[ \t]*(?:[-*+•>|#]|\d{1,3}[.)])(?:[ \t]|$)|[ \t]*$")
 MAX_TITLE = 120  # characters: a longer line over an underline is a paragraph, not a title
@@ -47,6 +45,16 @@ def find_headings(text: str, inside: Inside) -> list[tuple[int, int, str]]:
     found = atx_headings(text, inside) + _adorned(text, inside) + _tagged(text, inside)
     found.sort()
     return found
+
+
+def marked_line_starts(text: str, marks: str) -> list[int]:
+    """Starts of the lines with one of ``marks`` (a regex alternation) beginning in
+    their first four characters, ascending. One scan led by the line break (fast
+    on wide strings, unlike a ``str.find`` per mark), plus the text's first line."""
+    starts = [m.end() for m in re.finditer(rf"\n(?=[^\n]{{0,3}}(?:{marks}))", text)]
+    if re.match(rf"[^\n]{{0,3}}(?:{marks})", text):
+        starts.insert(0, 0)
+    return starts
 
 
 def heading_title(rest: str) -> str:
@@ -128,10 +136,7 @@ def _tagged(text: str, inside: Inside) -> list[tuple[int, int, str]]:
     """HTML ``<hN>`` lines and bold-only lines: each mark's first place on a line,
     if it starts within the line's first four characters."""
     found = []
-    starts = [m.end() for m in _MARKED_LINE.finditer(text)]  # lines with some mark there: one scan
-    if _MARKED_START.match(text):
-        starts.insert(0, 0)
-    for start in starts:
+    for start in marked_line_starts(text, _TAG_MARKS):
         head_end = start + 5  # a two-character mark starting in the first four characters ends by here
         newline = text.find("\n", start, head_end)
         head_end = head_end if newline < 0 else newline

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .headings import find_headings
+from .headings import find_headings, marked_line_starts
 from .sentences import fast_punkt
 
 # Up to 3 spaces of indent (a tab is 4 columns: that is an indented block).
@@ -38,19 +38,11 @@ _CLAUSE = re.compile(r"[,;:)\]]\s+|\s[-–—]{1,2}\s+")
 _WORD = re.compile(r"\s+")
 
 
-# A line with a fence mark in its first four characters ("\n" first: a fast scan).
-_FENCED_LINE = re.compile(r"\n(?=[^\n]{0,3}(?:```|~~~))")
-_FENCED_START = re.compile(r"[^\n]{0,3}(?:```|~~~)")
-
-
 def fence_lines(text: str) -> list[re.Match]:
     """``FENCE``'s matches, in order: tried only on the lines with a fence mark
     in their first four characters, found in one scan (``finditer`` of the
     anchored pattern would try it everywhere)."""
-    starts = [m.end() for m in _FENCED_LINE.finditer(text)]
-    if _FENCED_START.match(text):
-        starts.insert(0, 0)
-    return [m for start in starts if (m := FENCE.match(text, start))]
+    return [m for start in marked_line_starts(text, "```|~~~") if (m := FENCE.match(text, start))]
 
 
 class Source:
