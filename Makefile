@@ -14,7 +14,8 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=77"  # the editable install below builds with it
 	$(PY) -m pip install -q -r requirements.lock
-	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
+	@# setuptools warns on every editable install (about folders shadowing packages): shown only on failure
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . >$(VENV)/editable-install.log 2>&1 || { cat $(VENV)/editable-install.log; exit 1; }
 	touch $(STAMP)
 
 # The web page's browser tests drive Debian's chromium (Playwright downloads no browser).

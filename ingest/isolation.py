@@ -32,6 +32,7 @@ Exceptions:
 from __future__ import annotations
 
 import contextlib
+import os
 import dataclasses
 import pickle
 import queue
@@ -55,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent  # where a worker imports ingest f
 READY_SECONDS = 120.0  # a worker that has not imported ingest by then is broken
 STOP_SECONDS = 5.0
 CHUNKS_PER_MESSAGE = 256  # unpickling 256 chunks of ~1 KB holds the caller's GIL a few ms
+OUT_OF_MEMORY_EXIT = 86  # a worker's exit code when even its "memory" reply could not be sent
 
 
 class WorkerLimitError(IngestError):
@@ -101,15 +103,22 @@ def _main() -> None:
             return
         if job is None:
             return
+        out_of_memory = False
         try:
             prepared = prepare(job.data, job.name, job.kind, job.chunking, job.limits)
         except MemoryError:
-            conn.send(("memory",))
+            out_of_memory = True  # answered below: the failed call's frames still hold its memory here
         except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
             conn.send(("error", _portable(exc), traceback.format_exc()))
         else:
             _send_prepared(conn, prepared)
         del job
+        prepared = None
+        if out_of_memory:
+            try:
+                conn.send(("memory",))
+            except MemoryError:
+                os._exit(OUT_OF_MEMORY_EXIT)  # said by the exit code instead
 
 
 def _send_prepared(conn: Connection, prepared: "Prepared") -> None:
@@ -169,12 +178,16 @@ class _Worker:
             raise _Timeout
         return self.conn.recv()
 
-    def stop(self, *, gently: bool) -> int | None:
-        """Stop the process (a ``None`` message first when ``gently``); its exit code."""
+    def stop(self, *, gently: bool, grace: float = 0.0) -> int | None:
+        """Stop the process (a ``None`` message first when ``gently``; ``grace``
+        seconds to exit on its own before it is killed); its exit code."""
         if gently and self.process.poll() is None:
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 self.conn.send(None)
                 self.process.wait(STOP_SECONDS)
+        if grace:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
         if self.process.poll() is None:
             self.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -238,8 +251,8 @@ class Workers:
             raise WorkerLimitError(f"{name}: took longer than {self.seconds:g} s to parse and chunk (limit "
                                    f"document_seconds); the worker was stopped and nothing was stored") from None
         except (EOFError, OSError, WorkerDiedError) as exc:
-            code = self._replace(worker)
-            if self.memory_bytes and code == -signal.SIGABRT:
+            code = self._replace(worker, grace=STOP_SECONDS)  # it is exiting: its own exit code tells why
+            if self.memory_bytes and code in (-signal.SIGABRT, OUT_OF_MEMORY_EXIT):
                 # native code (tiktoken's Rust) aborts the process when an allocation fails under the limit
                 raise self._over_memory(name) from exc
             raise WorkerDiedError(f"{name}: the ingest worker died ({_describe(code)}) while preparing it; "
@@ -301,10 +314,10 @@ class Workers:
                 return worker
             self._replace(worker)
 
-    def _replace(self, worker: _Worker) -> int | None:
+    def _replace(self, worker: _Worker, grace: float = 0.0) -> int | None:
         with self._lock:
             self._all.discard(worker)
-        code = worker.stop(gently=False)
+        code = worker.stop(gently=False, grace=grace)
         with self._lock:
             if not self._closed:
                 self.replaced += 1

@@ -55,6 +55,16 @@ class ChunkSettings:
         settings.chunker()  # validate now: unknown names and bad values fail before any work
         return settings
 
+    @classmethod
+    def for_notes(cls, method: str | None = None, *, threads: int | None = None, **params: Any) -> "ChunkSettings":
+        """``of``, with the ingest defaults (``DEFAULT_CHUNKING``) for the parameters not given that ``method``
+        takes: ``--method hybrid`` alone chunks like the default, and ``--method recursive`` at the default
+        budget, not at the classes' own 512/0 (hybrid 800/200), sized for documents rather than search hits."""
+        if method is not None:
+            accepted = chunkers.parameters(chunkers.registry.chunker_class(method))
+            params = {**{k: v for k, v in _DEFAULT_PARAMS if k in accepted}, **params}
+        return cls.of(method, threads=threads, **params)
+
     def chunker(self) -> chunkers.Chunker:
         return _chunker(self)
 

@@ -33,10 +33,10 @@ def configure_runtime(s: Settings) -> None:
 
 
 def chunking(s: Settings, method: str | None = None, **params) -> "ChunkSettings":
-    """How notes are chunked: ``method`` and its parameters (default: ``ingest.pipeline.DEFAULT_CHUNKING``)."""
+    """How notes are chunked: ``method`` and its parameters (those not given: ``ingest.pipeline.DEFAULT_CHUNKING``)."""
     from ingest import ChunkSettings
 
-    return ChunkSettings.of(method, threads=s.encode_threads, **params)  # <- encode_threads
+    return ChunkSettings.for_notes(method, threads=s.encode_threads, **params)  # <- encode_threads
 
 
 def load_limits(s: Settings) -> "LoadLimits":

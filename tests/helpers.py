@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+def cpu_seconds(fn, *args, **kwargs):
+    """``fn``'s result and the CPU seconds of this process (all its threads) it
+    took: load from other processes stretches wall time, not the work done."""
+    t0 = time.process_time()
+    out = fn(*args, **kwargs)
+    return out, time.process_time() - t0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ time are checked against the patterns they replaced.
 from __future__ import annotations
 
 import re
-import time
 import zlib
 
 import numpy as np
@@ -23,6 +22,7 @@ from chunkers.engine import LazySentences, Plan, trim
 from chunkers.headings import atx_headings
 from chunkers.levels import FENCE, Source, fence_lines, break_ends, structural_line_ends
 from chunkers.sentences import fast_punkt
+from tests.helpers import cpu_seconds
 from tests.invariants import check_chunks
 
 SIZE = 20_000  # characters; the timing test also runs 4 * SIZE
@@ -116,11 +116,7 @@ def test_invariants_on_pathological_input(shape, built):
 
 
 def _seconds(chunker, text: str) -> float:
-    """CPU seconds of this process (all its threads): other processes on a busy
-    machine stretch wall time, not the work done."""
-    t0 = time.process_time()
-    chunker(text)
-    return time.process_time() - t0
+    return cpu_seconds(chunker, text)[1]
 
 
 def _ratio(chunker, small: str, large: str) -> tuple[float, float, float]:

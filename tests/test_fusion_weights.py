@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import chunkers
 from ingest import ChunkSettings
 from retrieval import RetrievalError, fuse
 from retrieval.search import LEXICAL_WEIGHT, RRF_K, Searcher
@@ -85,3 +86,15 @@ def test_the_default_chunking_joins_tiny_sections():
     assert ChunkSettings.of(max_tokens=128).chunker().min_section_tokens == 32
     text = "# ls\n\n## Name\n\nls - list directory contents\n\n## Synopsis\n\nls [OPTION]... [FILE]...\n"
     assert len(default.chunker()(text)) == 1  # three tiny sections, one chunk
+
+
+def test_a_method_named_on_the_command_line_keeps_the_ingest_defaults():
+    settings = Settings()
+    assert wiring.chunking(settings, "hybrid").key == wiring.chunking(settings).key == ChunkSettings.of().key
+    recursive = wiring.chunking(settings, "recursive").chunker()
+    assert (recursive.max_tokens, recursive.overlap) == (256, 32)  # not the class's own 512/0
+    assert "min_section_tokens" not in wiring.chunking(settings, "recursive").key  # hybrid's alone
+    given = wiring.chunking(settings, "hybrid", max_tokens=512, overlap=0).chunker()
+    assert (given.max_tokens, given.overlap, given.min_section_tokens) == (512, 0, 32)
+    with pytest.raises(chunkers.UnknownChunkerError, match="'nope'"):
+        wiring.chunking(settings, "nope")

@@ -5,7 +5,6 @@ naming it), the note's body is never lost, and nothing takes long."""
 from __future__ import annotations
 
 import sys
-import time
 import zlib
 
 import pytest
@@ -14,20 +13,13 @@ from hypothesis import strategies as st
 
 from ingest.errors import CorruptFileError, ExpansionLimitError, FileTooLargeError, IngestError, UnsupportedFileError
 from ingest.loaders import LoadLimits, Loaded, load_bytes
-from tests.helpers import make_pdf, pdf_from_objects
+from tests.helpers import cpu_seconds, make_pdf, pdf_from_objects
 
 BODY = "# Real note\n\nThe body must survive whatever the front matter does.\n"
 
 
 def md(front: str, body: str = BODY) -> bytes:
     return f"---\n{front}\n---\n{body}".encode()
-
-
-def timed(fn, *args, **kwargs):
-    """The result and the CPU seconds of this process it took (load elsewhere stretches wall time only)."""
-    t0 = time.process_time()
-    out = fn(*args, **kwargs)
-    return out, time.process_time() - t0
 
 
 # Front matter ----------------------------------------------------------------
@@ -41,7 +33,7 @@ BILLION_LAUGHS = "\n".join(
 
 def test_alias_bomb_in_tags_is_refused_and_the_body_kept():
     assert len(BILLION_LAUGHS) < 600
-    loaded, seconds = timed(load_bytes, md(BILLION_LAUGHS), "laughs.md")
+    loaded, seconds = cpu_seconds(load_bytes, md(BILLION_LAUGHS), "laughs.md")
     assert seconds < 1 and loaded.tags == []
     assert loaded.text.endswith(BODY) and BILLION_LAUGHS in loaded.text  # kept as text, not lost
     assert len(loaded.text) < 1000 and loaded.title == "Real note"
@@ -101,7 +93,7 @@ def test_a_note_that_only_starts_with_a_rule_loses_nothing():
 
 def test_unclosed_front_matter_fence_is_text():
     data = b"---\n" + b"a: b\n" * 100_000
-    loaded, seconds = timed(load_bytes, data, "open.md")
+    loaded, seconds = cpu_seconds(load_bytes, data, "open.md")
     assert loaded.text == data.decode() and loaded.notices == [] and seconds < 1
 
 
@@ -126,7 +118,7 @@ def test_limits_are_validated():
 
 def test_zalgo_runs_are_normalised_in_pieces_and_said():
     text = "Zalgo: a" + "\u0301\u0316" * 50_000 + " end. Café\n"
-    loaded, seconds = timed(load_bytes, text.encode(), "z.txt")
+    loaded, seconds = cpu_seconds(load_bytes, text.encode(), "z.txt")
     assert seconds < 2 and loaded.text.endswith(" end. Café\n") and len(loaded.text) == len(text) - 1  # a + U+0301 composed
     assert "1 run(s) of more than 30 combining marks (the longest 100,000)" in loaded.notices[0]
     decomposed = load_bytes("Cafe\u0301\n".encode(), "d.txt")
@@ -169,14 +161,14 @@ def extractor(request, monkeypatch):
 def test_pages_sharing_one_stream_are_capped_by_pages(extractor):
     data = hostile_pdf(pages=3000, lines=40)
     assert len(data) < 20_000
-    loaded, seconds = timed(load_bytes, data, "shared.pdf", limits=LoadLimits(max_pdf_pages=50))
+    loaded, seconds = cpu_seconds(load_bytes, data, "shared.pdf", limits=LoadLimits(max_pdf_pages=50))
     assert loaded.notices == ["read 50 of 3,000 pages (max_pdf_pages=50)"]
     assert loaded.text.count("All work") == 50 * 40 and seconds < 10
 
 
 def test_pages_sharing_one_stream_are_capped_by_characters(extractor):
     data = hostile_pdf(pages=3000, lines=40)
-    loaded, seconds = timed(load_bytes, data, "shared.pdf", limits=LoadLimits(max_pdf_chars=20_000))
+    loaded, seconds = cpu_seconds(load_bytes, data, "shared.pdf", limits=LoadLimits(max_pdf_chars=20_000))
     assert len(loaded.text) < 20_100 and seconds < 10
     assert loaded.notices[0].startswith("stopped at max_pdf_chars=20,000: page 12 of 3,000 was cut to the ")
     assert loaded.notices[0].endswith(" characters left and later pages were not read")
@@ -185,7 +177,7 @@ def test_pages_sharing_one_stream_are_capped_by_characters(extractor):
 def test_pages_sharing_one_stream_are_capped_by_time(extractor):
     data = hostile_pdf(pages=3000, lines=40)
     only_time = LoadLimits(max_pdf_seconds=0.3, max_pdf_chars=10**9, max_pdf_chars_per_byte=10**6)  # the other caps out of reach
-    loaded, seconds = timed(load_bytes, data, "shared.pdf", limits=only_time)
+    loaded, seconds = cpu_seconds(load_bytes, data, "shared.pdf", limits=only_time)
     assert seconds < 5 and len(loaded.notices) == 1
     assert "pages: reading took over max_pdf_seconds=0.3" in loaded.notices[0]
 
@@ -193,14 +185,14 @@ def test_pages_sharing_one_stream_are_capped_by_time(extractor):
 def test_tiny_pdf_with_megabytes_of_text_is_capped_by_ratio():
     data = hostile_pdf(pages=1, lines=100_000)
     assert len(data) < 20_000  # 4.3 million characters of text
-    loaded, seconds = timed(load_bytes, data, "flate.pdf")
+    loaded, seconds = cpu_seconds(load_bytes, data, "flate.pdf")
     assert len(loaded.text) <= 100 * len(data) + 1 and seconds < 15
     assert loaded.notices[0].startswith(f"stopped at max_pdf_chars_per_byte=100 ({100 * len(data):,} characters for {len(data):,} bytes)")
 
 
 def test_default_limits_bound_the_shared_stream_bomb():
     data = hostile_pdf(pages=5000, lines=40)
-    loaded, seconds = timed(load_bytes, data, "shared.pdf")
+    loaded, seconds = cpu_seconds(load_bytes, data, "shared.pdf")
     assert len(loaded.text) <= 100 * len(data) + 2 * 5000 and seconds < 20 and loaded.notices
 
 
@@ -208,7 +200,7 @@ def test_nested_flate_bomb_is_refused_before_parsing(extractor):
     data = hostile_pdf(pages=1, lines=600_000, layers=2)
     assert len(data) < 2_000
     with pytest.raises(ExpansionLimitError, match=r"inflates past max_pdf_stream_bytes=16,777,216 \(2 Flate layer"):
-        timed(load_bytes, data, "nested.pdf")
+        cpu_seconds(load_bytes, data, "nested.pdf")
 
 
 def test_real_sized_pdf_reads_whole_and_silent(extractor):
