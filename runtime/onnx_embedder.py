@@ -10,9 +10,11 @@ the model's files and the recipe, so a changed model or recipe builds a new file
 At run time only onnxruntime, tokenizers and numpy are needed.
 
 Embeddings follow the model's own pipeline: its tokenizer truncated at its
-``max_seq_length`` (as sentence-transformers does), mean pooling over real
-tokens, L2 normalisation. Texts are sorted by length and batched, so little
-padding is computed.
+``max_seq_length`` (as sentence-transformers does), mean pooling, L2
+normalisation. Each text runs alone, ``threads`` texts at a time: int8
+activations are quantized over the whole input, so in a batch a text's vector
+would depend on its batch mates (and their padding); alone it is always the
+same, and no padding is computed (measured no slower: README, "Ingest speed").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import tempfile
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -176,10 +179,10 @@ def _export(folder: Path, target: Path) -> None:
 class OnnxEmbedder:
     """Embeds with a sentence-transformers model folder through ONNX Runtime.
     ``variant``: "fp32" or "int8"; ``name``: the identity recorded in a store;
-    ``threads``: intra-op threads (None: ``runtime.cpu_threads()``)."""
+    ``threads``: texts run at once, one thread each (None: ``runtime.cpu_threads()``)."""
 
     def __init__(self, folder: str | os.PathLike, *, variant: str, name: str, cache_dir: str | os.PathLike | None = None,
-                 threads: int | None = None, batch_size: int = 32) -> None:
+                 threads: int | None = None) -> None:
         from . import config
 
         self.folder = Path(folder)
@@ -187,8 +190,8 @@ class OnnxEmbedder:
         self.name = name
         self.cache_dir = Path(cache_dir) if cache_dir is not None else config.cache_dir()
         self.threads = config.check_threads(threads) if threads is not None else None
-        self.batch_size = batch_size
         self._loaded: tuple | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> tuple:
@@ -200,14 +203,16 @@ class OnnxEmbedder:
                 tokenizers = _require("tokenizers", "tokenizers")
                 path = onnx_file(self.folder, self.variant, self.cache_dir)
                 options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads or config.cpu_threads()
+                options.intra_op_num_threads = 1  # parallel across texts instead (see embed_batch)
                 options.inter_op_num_threads = 1
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep: the core is shared
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / "tokenizer.json"))
                 tokenizer.no_padding()
                 tokenizer.enable_truncation(max_seq_length(self.folder))
                 dim = int(session.get_outputs()[0].shape[-1])
+                threads = self.threads or config.cpu_threads()
+                if threads > 1:  # session.run releases the GIL, and one session serves concurrent runs
+                    self._pool = ThreadPoolExecutor(threads, thread_name_prefix="noteloom-onnx")
                 self._loaded = (session, tokenizer, dim)
             return self._loaded
 
@@ -221,20 +226,17 @@ class OnnxEmbedder:
             if not isinstance(text, str):
                 raise TypeError(f"texts must be strings, got {type(text).__name__} at position {row}")
         encodings = tokenizer.encode_batch(list(texts))
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")  # similar lengths share a batch
-        for first in range(0, len(order), self.batch_size):
-            rows = order[first : first + self.batch_size]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            types = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[r, :n], mask[r, :n], types[r, :n] = encodings[i].ids, 1, encodings[i].type_ids
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
-            weights = mask[:, :, None].astype(np.float32)
-            out[rows] = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        if not encodings:
+            return np.zeros((0, dim), dtype=np.float32)
+
+        def mean_hidden(encoding) -> np.ndarray:  # one text, no padding: every position is a real token
+            ids = np.asarray([encoding.ids], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                    "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64)}
+            return session.run(None, feed)[0][0].mean(axis=0)
+
+        rows = self._pool.map(mean_hidden, encodings) if self._pool is not None else map(mean_hidden, encodings)
+        out = np.stack(list(rows)).astype(np.float32, copy=False)
         from .embedders import normalise
 
         return normalise(out)

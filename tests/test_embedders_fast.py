@@ -130,8 +130,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_onnx_fp32_equals_torch_on_a_tiny_model(tiny_model, tmp_path):
-    fast = OnnxEmbedder(tiny_model, variant="fp32", name="tiny@onnx", cache_dir=tmp_path, batch_size=2)
-    vectors = fast.embed_batch(TEXTS)  # batches of 2 after sorting by length: padding must not leak into the mean
+    fast = OnnxEmbedder(tiny_model, variant="fp32", name="tiny@onnx", cache_dir=tmp_path, threads=2)
+    vectors = fast.embed_batch(TEXTS)  # two texts at a time, in whatever order the threads finish
     assert vectors.shape == (len(TEXTS), 32) and vectors.dtype == np.float32 and fast.dim == 32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert cosines(vectors, reference(tiny_model, TEXTS)).min() > 0.9999  # truncation at 64 tokens as sentence-transformers
@@ -141,6 +141,17 @@ def test_onnx_fp32_equals_torch_on_a_tiny_model(tiny_model, tmp_path):
 def test_onnx_int8_stays_close_to_torch_on_a_tiny_model(tiny_model, tmp_path):
     fast = OnnxEmbedder(tiny_model, variant="int8", name="tiny@onnx-int8", cache_dir=tmp_path)
     assert cosines(fast.embed_batch(TEXTS), reference(tiny_model, TEXTS)).min() > 0.95
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_int8_vector_does_not_depend_on_what_else_is_embedded(tiny_model, tmp_path, threads):
+    """int8 activations are quantized over the whole input: a text runs alone, so its
+    vector is the same in any call (a local ingest, a Ray actor's batch, a query)."""
+    fast = OnnxEmbedder(tiny_model, variant="int8", name="tiny@onnx-int8", cache_dir=tmp_path, threads=threads)
+    together = fast.embed_batch(TEXTS)
+    for i, text in enumerate(TEXTS):
+        assert np.array_equal(fast.embed_batch([text])[0], together[i])
+    assert np.array_equal(fast.embed_batch(TEXTS[::-1])[::-1], together)
 
 
 def test_the_onnx_file_is_cached_and_rebuilt_when_the_model_changes(tiny_model, tmp_path):
