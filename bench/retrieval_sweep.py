@@ -103,15 +103,68 @@ def parse_chunking(spec: str) -> tuple[str, dict]:
     return method, params
 
 
-def ingest(embedder: CachedEmbedder, notes: Path, folder: Path, method: str, params: dict):
+def ingest(embedder: CachedEmbedder, notes: Path, folder: Path, method: str, params: dict, context: str | None = None):
     from ingest import ChunkSettings, Ingestor
     from retrieval import Notebook
 
     notebook = Notebook(folder, embedder=embedder)
-    report = Ingestor(notebook, ChunkSettings.of(method, **params)).ingest_paths([notes], collection="set")
+    ingestor = Ingestor(notebook, ChunkSettings.of(method, **params))
+    if context:
+        ingestor.chunker = with_neighbours(ingestor.chunker, context)
+    with embedding_context(context):
+        report = ingestor.ingest_paths([notes], collection="set")
     if report.failed:
         raise SystemExit(f"ingest failed: {report.failed[:3]}")
     return notebook
+
+
+NEIGHBOUR_CHARS = 300  # how far a neighbouring sentence is looked for
+
+
+def neighbour_sentence(text: str, start: int, end: int, side: str) -> str:
+    """The last whole sentence (or line) before ``start``, or the first after ``end``."""
+    if side == "prev":
+        window = text[max(0, start - NEIGHBOUR_CHARS):start].rstrip()
+        pieces = [p for p in _SENTENCE_END.split(window) if p.strip()]
+        return pieces[-1].strip() if pieces and start > 0 else ""
+    window = text[end:end + NEIGHBOUR_CHARS].lstrip()
+    pieces = [p for p in _SENTENCE_END.split(window) if p.strip()]
+    return pieces[0].strip() if pieces and end < len(text) else ""
+
+
+def with_neighbours(chunker, context: str):
+    """The chunker, its chunks carrying their neighbouring sentences in ``meta`` (an experiment:
+    ``--context prev|next|prev+next`` puts them in what is embedded, not in the stored text)."""
+    def chunk(text: str):
+        chunks = chunker(text)
+        for c in chunks:
+            c.meta["neighbours"] = [neighbour_sentence(text, c.start, c.end, side) for side in context.split("+")]
+        return chunks
+    return chunk
+
+
+class embedding_context:
+    """While active, ``ingest.pipeline.embedding_text`` adds the chunk's neighbour sentences."""
+
+    def __init__(self, context: str | None) -> None:
+        self.context = context
+
+    def __enter__(self):
+        import ingest.pipeline as pipeline
+
+        self.original = pipeline.embedding_text
+        if self.context:
+            def embedding_text(title, chunk, original=self.original):
+                extra = [n for n in chunk.meta.get("neighbours", []) if n]
+                base = original(title, chunk)
+                return base + "\n" + "\n".join(extra) if extra else base
+            pipeline.embedding_text = embedding_text
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ingest.pipeline as pipeline
+
+        pipeline.embedding_text = self.original
 
 
 def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tuple[float, float]) -> list[Hit]:
@@ -414,18 +467,52 @@ def print_focus(chunking, books, embedder, corpora, questions, labelled, weighti
                 handle.write(json.dumps({"chunking": chunking, "weights": weights, **row}) + "\n")
 
 
+def record_rows(chroma_data: Path, sets_root: Path, fractions: list[float]) -> None:
+    """``Notebook.search(min_relative_score=F)`` over folders the CLI ingested with default
+    settings (``chroma_bench.py --data``, ``evalsets/score.py --keep``): the tools of record's
+    ingest, searched in process (the HTTP API has no such parameter)."""
+    from retrieval import Notebook
+
+    corpora, questions = chroma_bench.load(chroma_bench.DATA)
+    print("| min_relative_score | recall | precision | IoU | mean hits | " + " | ".join(SETS) + " | recall@10 |")
+    print("|---:|---:|---:|---:|---:|" + "---:|" * len(SETS) + "---|", flush=True)
+    notebook = Notebook(chroma_data)
+    try:
+        for fraction in fractions:
+            search = {} if fraction == 0 else {"min_relative_score": fraction}
+            retrievals = [[chroma_bench.Retrieved(Path(h.source).stem, h.start, h.end)
+                           for h in notebook.search(q.text, k=5, **search)] for q in questions]
+            c = chroma_bench.mean_scores(questions, retrievals)
+            sets = {name: evalsets.score_set(HERE / "evalsets" / f"{name}.json", sets_root / name, **search) for name in SETS}
+            print(f"| {fraction or 'none'} | {c['recall']} | {c['precision']} | {c['iou']} | "
+                  f"{sum(map(len, retrievals)) / len(retrievals):.2f} | " + " | ".join(f"{sets[n]['ndcg@10']:.3f}" for n in SETS)
+                  + " | " + " / ".join(f"{sets[n]['recall@10']:.3f}" for n in SETS) + " |", flush=True)
+    finally:
+        notebook.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chunking", action="append", required=True, help="method:max_tokens:overlap[:min_section_tokens][@label]")
+    parser.add_argument("--record", nargs=2, type=Path, default=None, metavar=("CHROMA_DATA", "SETS_ROOT"),
+                        help="instead of a sweep: min_relative_score rows over folders the CLI ingested")
+    parser.add_argument("--fraction", action="append", type=float, default=None, help="min_relative_score for --record (0: none)")
+    parser.add_argument("--chunking", action="append", help="method:max_tokens:overlap[:min_section_tokens][@label]")
     parser.add_argument("--weights", action="append", default=None, help="dense:lexical fusion weights (default 1:1)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "noteloom-sweep-vectors.pkl")
     parser.add_argument("--work", type=Path, default=None, help="folder for the ingested sets (default: a fresh temporary one)")
     parser.add_argument("--spec", default=None, help="embedding spec (default: what a new data folder gets)")
     parser.add_argument("--parent", default=None, help="a larger chunking: also score Chroma small-to-big against it")
+    parser.add_argument("--context", default=None, choices=["prev", "next", "prev+next"],
+                        help="embed each chunk with its neighbouring sentence(s) appended (an experiment)")
     parser.add_argument("--focus", action="append", default=None,
                         help="post-process the top hits: cutoff:SIGNAL:F, merge, merge-fill, passage:CHARS[:FROM_RANK], +-joined")
     parser.add_argument("--parent-weight", action="append", type=float, default=None, help="weights of the parent score (repeatable)")
     args = parser.parse_args(argv)
+    if args.record:
+        record_rows(*args.record, args.fraction or [0, 0.8, 0.85])
+        return 0
+    if not args.chunking:
+        parser.error("--chunking is required")
     import runtime
 
     spec = args.spec or runtime.embedder_spec("all-MiniLM-L6-v2", "auto")
@@ -447,9 +534,10 @@ def main(argv: list[str] | None = None) -> int:
         method, params = parse_chunking(chunking)
         started, before = time.perf_counter(), embedder.embedded
         folder = work / chunking.replace(":", "-").replace("@", "-")
-        books = {"chroma": ingest(embedder, chroma_bench.DATA / "corpora", folder / "chroma", method, params)}
+        folder = folder.with_name(folder.name + (f"-{args.context}" if args.context else ""))
+        books = {"chroma": ingest(embedder, chroma_bench.DATA / "corpora", folder / "chroma", method, params, args.context)}
         for name in SETS:
-            books[name] = ingest(embedder, work / "notes" / name, folder / name, method, params)
+            books[name] = ingest(embedder, work / "notes" / name, folder / name, method, params, args.context)
         embedder.save()
         chunks = books["chroma"].counts().chunks
         print(f"<!-- {chunking}: ingested in {time.perf_counter() - started:.0f} s, "
