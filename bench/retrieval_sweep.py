@@ -16,16 +16,22 @@ sets (nDCG@10, ``evalsets/score.py``). Vectors are cached by text across
 settings (``--cache``), so only new chunk texts are embedded; the default
 embedding spec is what a new data folder gets (onnx-int8 when installed).
 With ``--parent``, Chroma is also scored small-to-big: small hits ranked by their
-fused score plus a weight times their enclosing larger chunk's. Rows go to stdout as a markdown table and to ``bench/results/retrieval_sweep.jsonl``.
+fused score plus a weight times their enclosing larger chunk's. Rows go to stdout as
+a markdown table and to ``bench/results/retrieval_sweep.jsonl``.
 With ``--focus``, each setting's top hits are also post-processed and scored as
 one row per focus (``+``-joined steps, applied in this order):
-``cutoff:fused|dense|lexical:F`` keeps hits scoring at least F times the top hit,
-``merge`` / ``merge-fill`` joins a hit overlapping or touching a higher-ranked
-one of the same document into it (``-fill`` tops the list up to k again),
-``min-relative:F`` is ``Searcher.search(min_relative_score=F)`` itself,
-``passage:CHARS[:FROM_RANK[:MIN_CHARS]]`` scores Chroma by each hit's best run of whole
-sentences of at most CHARS characters (query terms weighted by IDF over the
-chunks), from rank FROM_RANK on (default 1), ``chunks`` is the hits as they are.
+``cutoff:fused|dense|lexical:F`` keeps the first hit and those scoring at least F
+times the best of the candidates (``cutoff:either|both:L:D``: BM25 at L, cosine at
+D, either or both), ``merge`` / ``merge-fill`` joins a hit overlapping or touching
+a higher-ranked one of the same document into it (``-fill`` reads on until k),
+``passage:CHARS[:FROM_RANK[:MIN_CHARS]]`` scores Chroma by each hit's best run of
+whole sentences of at most CHARS characters (query terms weighted by IDF over the
+chunks) grown to MIN_CHARS, from rank FROM_RANK on; ``min-relative:F`` is
+``Searcher.search(min_relative_score=F)`` itself; ``chunks`` is the hits as they are.
+``--context prev|next|prev+next`` embeds each chunk with its neighbouring
+sentence(s). ``--record CHROMA_DATA SETS_ROOT --fraction F`` scores
+``Notebook.search(min_relative_score=F)`` over folders the CLI ingested
+(``chroma_bench.py --data``, ``evalsets/score.py --keep``).
 The figures of record still come from ``chroma_bench.py`` and ``evalsets/score.py``
 (a real server, the CLI's ingest); this script is for choosing among settings.
 """
@@ -224,14 +230,14 @@ def small_to_big(small, big, embedder, corpora, questions, weights, parent_weigh
 
 @dataclass(frozen=True)
 class Candidate:
-    """A fused hit with its scores: ``dense``/``lexical`` are None when it missed that list."""
+    """A fused hit with its scores; missing from a list, it gets that list's last score."""
 
     source: str
     start: int
     end: int
     fused: float
-    dense: float | None
-    lexical: float | None
+    dense: float
+    lexical: float
 
 
 @dataclass(frozen=True)
@@ -307,16 +313,21 @@ def apply_merge(cands: list[Candidate], k: int, how: str | None, docs: dict[str,
     for c in cands if how == "merge-fill" else cands[:k]:
         if len(spans) == k:
             break
-        joined = None
-        if how is not None:
-            joined = next((s for s in spans if s[0] == c.source and c.start <= s[2] and s[1] <= c.end
-                           or s[0] == c.source and not docs[c.source][min(s[2], c.end):max(s[1], c.start)].strip()
-                           and (s[2] <= c.start or c.end <= s[1])), None)
+        joined = next((s for s in spans if touches(s, c, docs)), None) if how is not None else None
         if joined is not None:
             joined[1], joined[2] = min(joined[1], c.start), max(joined[2], c.end)
         else:
             spans.append([c.source, c.start, c.end])
     return spans
+
+
+def touches(span: list, c: Candidate, docs: dict[str, str]) -> bool:
+    """Whether ``c`` overlaps ``span`` or only blank text lies between them."""
+    source, start, end = span
+    if source != c.source:
+        return False
+    gap = docs[source][end:c.start] if end <= c.start else docs[source][c.end:start] if c.end <= start else ""
+    return not gap.strip()
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -342,7 +353,7 @@ def best_passage(text: str, start: int, end: int, weights: dict[str, float], max
     (or else the previous) sentence until it has ``min_chars``."""
     units = sentence_units(text, start, end)
     terms = [set(_TERM.findall(text[a:b].lower())) & weights.keys() for a, b in units]
-    best, best_key, best_score = units[0], None, None
+    best_key, best_score = (0, 0), None
     for i in range(len(units)):
         seen: set[str] = set()
         for j in range(i, len(units)):
@@ -351,10 +362,7 @@ def best_passage(text: str, start: int, end: int, weights: dict[str, float], max
             seen |= terms[j]
             key = (sum(weights[t] for t in seen), -(units[j][1] - units[i][0]))
             if best_score is None or key > best_score:
-                best_score = key
-                best, best_key = (units[i][0], units[j][1]), (i, j)
-    if best_key is None:
-        return best
+                best_score, best_key = key, (i, j)
     i, j = best_key
     while units[j][1] - units[i][0] < min_chars and (i > 0 or j < len(units) - 1):
         if j < len(units) - 1:
@@ -401,16 +409,16 @@ def searched(notebook, embedder, query: str, k: int, weights, fraction: float) -
     return [(Path(h.source).stem, h.start, h.end) for h in searcher.search(query, k, min_relative_score=fraction)]
 
 
-def score_focus(chroma_cands, set_cands, focus: Focus, corpora, questions, labelled, weights, books=None,
-                embedder=None, fusion=None) -> dict:
-    def spans_of(name, cands, k, focus, docs, query, terms):
+def score_focus(chroma_cands, set_cands, focus: Focus, corpora, questions, labelled, terms: TermWeights, books,
+                embedder, fusion) -> dict:
+    def spans_of(name, cands, k, focus, docs, query, weights):
         if focus.relative is not None:
             return searched(books[name], embedder, query, k, fusion, focus.relative)
-        return focused(cands, k, focus, docs, query, terms)
+        return focused(cands, k, focus, docs, query, weights)
 
     retrievals = []
     for q, cands in zip(questions, chroma_cands):
-        spans = spans_of("chroma", cands, 5, focus, corpora, q.text, weights)
+        spans = spans_of("chroma", cands, 5, focus, corpora, q.text, terms)
         retrievals.append([chroma_bench.Retrieved(*s) for s in spans])
     chars = [r.end - r.start for rs in retrievals for r in rs]
     row = {"focus": focus.label, "chroma": {**chroma_bench.mean_scores(questions, retrievals),
