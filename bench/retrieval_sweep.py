@@ -173,15 +173,20 @@ class embedding_context:
         pipeline.embedding_text = self.original
 
 
-def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tuple[float, float]) -> list[Hit]:
-    """``Searcher.search`` in hybrid mode with weighted fusion."""
+def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tuple[float, ...]) -> list[Hit]:
+    """``Searcher.search`` in hybrid mode with weighted fusion; ``weights`` may go on with
+    the RRF constant and the candidates per list (``dense:lexical[:rrf_k[:depth]]``)."""
     from retrieval import fuse
+    from retrieval.search import RRF_K
 
-    backend, candidates = notebook.backend, max(k * 4, 20)
+    dense_w, lexical_w, *rest = weights
+    rrf_k = rest[0] if rest else RRF_K
+    depth = int(rest[1]) if len(rest) > 1 else max(k * 4, 20)
+    backend = notebook.backend
     query = query.strip()
-    dense = backend.vector_search(embedder.embed_batch([query])[0], candidates, None)
-    lexical = backend.lexical_search(query, candidates, None)
-    ranked = fuse([dense, lexical], weights=weights)[: k * 2]
+    dense = backend.vector_search(embedder.embed_batch([query])[0], depth, None)
+    lexical = backend.lexical_search(query, depth, None)
+    ranked = fuse([dense, lexical], k=rrf_k, weights=(dense_w, lexical_w))[: k * 2]
     rows = backend.chunks(cid for cid, _ in ranked)
     hits = [Hit(r.source, r.start, r.end, r.text) for cid, _ in ranked if (r := rows.get(cid)) is not None]
     return hits[:k]
@@ -468,7 +473,7 @@ def print_focus(chunking, books, embedder, corpora, questions, labelled, weighti
     for weights in weightings:
         for row in focus_rows(books, embedder, corpora, questions, labelled, weights, specs):
             c = row["chroma"]
-            print(f"| {chunking} | {weights[0]:g}:{weights[1]:g} | {row['focus']} | {c['recall']} | {c['precision']} | "
+            print(f"| {chunking} | {':'.join(f'{w:g}' for w in weights)} | {row['focus']} | {c['recall']} | {c['precision']} | "
                   f"{c['iou']} | {c['mean_chars']} | {c['mean_hits']} | " + " | ".join(f"{row[n]['ndcg@10']:.3f}" for n in SETS)
                   + " | " + " / ".join(f"{row[n]['recall@10']:.3f}" for n in SETS) + f" | {row['ms_per_query']} |", flush=True)
             with out.open("a", encoding="utf-8") as handle:
@@ -505,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of a sweep: min_relative_score rows over folders the CLI ingested")
     parser.add_argument("--fraction", action="append", type=float, default=None, help="min_relative_score for --record (0: none)")
     parser.add_argument("--chunking", action="append", help="method:max_tokens:overlap[:min_section_tokens][@label]")
-    parser.add_argument("--weights", action="append", default=None, help="dense:lexical fusion weights (default 1:1)")
+    parser.add_argument("--weights", action="append", default=None, help="dense:lexical[:rrf_k[:depth]] fusion weights, RRF constant, candidates per list (default 1:1)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "noteloom-sweep-vectors.pkl")
     parser.add_argument("--work", type=Path, default=None, help="folder for the ingested sets (default: a fresh temporary one)")
     parser.add_argument("--spec", default=None, help="embedding spec (default: what a new data folder gets)")
@@ -555,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                    "chroma": score_chroma(books["chroma"], embedder, corpora, questions, weights)}
             row.update({name: score_set(books[name], embedder, labelled[name], weights) for name in SETS})
             c = row["chroma"]
-            print(f"| {chunking} | {weights[0]:g}:{weights[1]:g} | {chunks} | {c['recall']} | {c['precision']} | {c['iou']} | "
+            print(f"| {chunking} | {':'.join(f'{w:g}' for w in weights)} | {chunks} | {c['recall']} | {c['precision']} | {c['iou']} | "
                   f"{c['mean_chars']} | " + " | ".join(f"{row[n]['ndcg@10']:.3f}" for n in SETS) + " |", flush=True)
             with out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
