@@ -40,7 +40,8 @@ class Searcher:
         """The top ``k`` hits. ``min_relative_score`` (0 < F <= 1) returns fewer when the
         rest are weak: after the first hit, a hit stays only if its BM25 score or its
         cosine is at least F times the best of that score among the candidates (dense
-        mode: cosine only; lexical mode: BM25 only). Offsets and scores are unchanged."""
+        mode: cosine only; lexical mode: BM25 only); strong hits among the top 2k fill in
+        for weak ones. Offsets and scores are unchanged."""
         query = check_query(query, "query")
         k = check_k(k)
         fraction = check_min_relative_score(min_relative_score)
