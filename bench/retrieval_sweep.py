@@ -16,7 +16,22 @@ sets (nDCG@10, ``evalsets/score.py``). Vectors are cached by text across
 settings (``--cache``), so only new chunk texts are embedded; the default
 embedding spec is what a new data folder gets (onnx-int8 when installed).
 With ``--parent``, Chroma is also scored small-to-big: small hits ranked by their
-fused score plus a weight times their enclosing larger chunk's. Rows go to stdout as a markdown table and to ``bench/results/retrieval_sweep.jsonl``.
+fused score plus a weight times their enclosing larger chunk's. Rows go to stdout as
+a markdown table and to ``bench/results/retrieval_sweep.jsonl``.
+With ``--focus``, each setting's top hits are also post-processed and scored as
+one row per focus (``+``-joined steps, applied in this order):
+``cutoff:fused|dense|lexical:F`` keeps the first hit and those scoring at least F
+times the best of the candidates (``cutoff:either|both:L:D``: BM25 at L, cosine at
+D, either or both), ``merge`` / ``merge-fill`` joins a hit overlapping or touching
+a higher-ranked one of the same document into it (``-fill`` reads on until k),
+``passage:CHARS[:FROM_RANK[:MIN_CHARS]]`` scores Chroma by each hit's best run of
+whole sentences of at most CHARS characters (query terms weighted by IDF over the
+chunks) grown to MIN_CHARS, from rank FROM_RANK on; ``min-relative:F`` is
+``Searcher.search(min_relative_score=F)`` itself; ``chunks`` is the hits as they are.
+``--context prev|next|prev+next`` embeds each chunk with its neighbouring
+sentence(s). ``--record CHROMA_DATA SETS_ROOT --fraction F`` scores
+``Notebook.search(min_relative_score=F)`` over folders the CLI ingested
+(``chroma_bench.py --data``, ``evalsets/score.py --keep``).
 The figures of record still come from ``chroma_bench.py`` and ``evalsets/score.py``
 (a real server, the CLI's ingest); this script is for choosing among settings.
 """
@@ -27,6 +42,7 @@ import argparse
 import hashlib
 import json
 import pickle
+import re
 import sys
 import tempfile
 import time
@@ -93,26 +109,84 @@ def parse_chunking(spec: str) -> tuple[str, dict]:
     return method, params
 
 
-def ingest(embedder: CachedEmbedder, notes: Path, folder: Path, method: str, params: dict):
+def ingest(embedder: CachedEmbedder, notes: Path, folder: Path, method: str, params: dict, context: str | None = None):
     from ingest import ChunkSettings, Ingestor
     from retrieval import Notebook
 
     notebook = Notebook(folder, embedder=embedder)
-    report = Ingestor(notebook, ChunkSettings.of(method, **params)).ingest_paths([notes], collection="set")
+    ingestor = Ingestor(notebook, ChunkSettings.of(method, **params))
+    if context:
+        ingestor.chunker = with_neighbours(ingestor.chunker, context)
+    with embedding_context(context):
+        report = ingestor.ingest_paths([notes], collection="set")
     if report.failed:
         raise SystemExit(f"ingest failed: {report.failed[:3]}")
     return notebook
 
 
-def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tuple[float, float]) -> list[Hit]:
-    """``Searcher.search`` in hybrid mode with weighted fusion."""
-    from retrieval import fuse
+NEIGHBOUR_CHARS = 300  # how far a neighbouring sentence is looked for
 
-    backend, candidates = notebook.backend, max(k * 4, 20)
+
+def neighbour_sentence(text: str, start: int, end: int, side: str) -> str:
+    """The last whole sentence (or line) before ``start``, or the first after ``end``."""
+    if side == "prev":
+        window = text[max(0, start - NEIGHBOUR_CHARS):start].rstrip()
+        pieces = [p for p in _SENTENCE_END.split(window) if p.strip()]
+        return pieces[-1].strip() if pieces and start > 0 else ""
+    window = text[end:end + NEIGHBOUR_CHARS].lstrip()
+    pieces = [p for p in _SENTENCE_END.split(window) if p.strip()]
+    return pieces[0].strip() if pieces and end < len(text) else ""
+
+
+def with_neighbours(chunker, context: str):
+    """The chunker, its chunks carrying their neighbouring sentences in ``meta`` (an experiment:
+    ``--context prev|next|prev+next`` puts them in what is embedded, not in the stored text)."""
+    def chunk(text: str):
+        chunks = chunker(text)
+        for c in chunks:
+            c.meta["neighbours"] = [neighbour_sentence(text, c.start, c.end, side) for side in context.split("+")]
+        return chunks
+    return chunk
+
+
+class embedding_context:
+    """While active, ``ingest.pipeline.embedding_text`` adds the chunk's neighbour sentences."""
+
+    def __init__(self, context: str | None) -> None:
+        self.context = context
+
+    def __enter__(self):
+        import ingest.pipeline as pipeline
+
+        self.original = pipeline.embedding_text
+        if self.context:
+            def embedding_text(title, chunk, original=self.original):
+                extra = [n for n in chunk.meta.get("neighbours", []) if n]
+                base = original(title, chunk)
+                return base + "\n" + "\n".join(extra) if extra else base
+            pipeline.embedding_text = embedding_text
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ingest.pipeline as pipeline
+
+        pipeline.embedding_text = self.original
+
+
+def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tuple[float, ...]) -> list[Hit]:
+    """``Searcher.search`` in hybrid mode with weighted fusion; ``weights`` may go on with
+    the RRF constant and the candidates per list (``dense:lexical[:rrf_k[:depth]]``)."""
+    from retrieval import fuse
+    from retrieval.search import RRF_K
+
+    dense_w, lexical_w, *rest = weights
+    rrf_k = rest[0] if rest else RRF_K
+    depth = int(rest[1]) if len(rest) > 1 else max(k * 4, 20)
+    backend = notebook.backend
     query = query.strip()
-    dense = backend.vector_search(embedder.embed_batch([query])[0], candidates, None)
-    lexical = backend.lexical_search(query, candidates, None)
-    ranked = fuse([dense, lexical], weights=weights)[: k * 2]
+    dense = backend.vector_search(embedder.embed_batch([query])[0], depth, None)
+    lexical = backend.lexical_search(query, depth, None)
+    ranked = fuse([dense, lexical], k=rrf_k, weights=(dense_w, lexical_w))[: k * 2]
     rows = backend.chunks(cid for cid, _ in ranked)
     hits = [Hit(r.source, r.start, r.end, r.text) for cid, _ in ranked if (r := rows.get(cid)) is not None]
     return hits[:k]
@@ -157,6 +231,234 @@ def small_to_big(small, big, embedder, corpora, questions, weights, parent_weigh
     return rows
 
 
+# ---------------------------------------------------------------- focused hits
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fused hit with its scores; missing from a list, it gets that list's last score."""
+
+    source: str
+    start: int
+    end: int
+    fused: float
+    dense: float
+    lexical: float
+
+
+@dataclass(frozen=True)
+class Focus:
+    """One ``--focus`` spec, parsed."""
+
+    label: str
+    cutoff: tuple | None = None  # (signal, fraction) or ("either"|"both", lexical fraction, dense fraction)
+    merge: str | None = None  # "merge" or "merge-fill"
+    passage: tuple[int, int, int] | None = None  # (max chars, from rank, min chars)
+    relative: float | None = None  # Searcher.search(min_relative_score=...) itself
+
+
+def parse_focus(spec: str) -> Focus:
+    cutoff = merge = passage = relative = None
+    for step in spec.split("+"):
+        name, *args = step.split(":")
+        if name == "cutoff" and len(args) == 2 and args[0] in ("fused", "dense", "lexical"):
+            cutoff = (args[0], float(args[1]))
+        elif name == "cutoff" and len(args) == 3 and args[0] in ("either", "both"):
+            cutoff = (args[0], float(args[1]), float(args[2]))
+        elif name == "min-relative" and len(args) == 1:
+            relative = float(args[0])
+        elif name in ("merge", "merge-fill") and not args:
+            merge = name
+        elif name == "passage" and 1 <= len(args) <= 3:
+            passage = (int(args[0]), int(args[1]) if len(args) > 1 else 1, int(args[2]) if len(args) > 2 else 0)
+        elif name != "chunks":
+            raise SystemExit(f"--focus: unknown step {step!r}")
+    return Focus(spec, cutoff, merge, passage, relative)
+
+
+def candidates(notebook, embedder, query: str, k: int, weights) -> list[Candidate]:
+    """The top ``2k`` fused hits with their dense and lexical scores (``search``'s candidate lists)."""
+    from retrieval import fuse
+
+    backend, n = notebook.backend, max(k * 4, 20)
+    query = query.strip()
+    dense = backend.vector_search(embedder.embed_batch([query])[0], n, None)
+    lexical = backend.lexical_search(query, n, None)
+    ranked = fuse([dense, lexical], weights=weights)[: k * 2]
+    rows, d, l = backend.chunks(cid for cid, _ in ranked), dict(dense), dict(lexical)
+    # A hit missing from a list scored at most that list's last score: the bound stands in for it.
+    floor_d, floor_l = (dense[-1][1] if dense else 0.0), (lexical[-1][1] if lexical else 0.0)
+    return [Candidate(Path(r.source).stem, r.start, r.end, score, d.get(cid, floor_d), l.get(cid, floor_l))
+            for cid, score in ranked if (r := rows.get(cid)) is not None]
+
+
+def apply_cutoff(cands: list[Candidate], cutoff: tuple | None) -> list[Candidate]:
+    """The top hit and the candidates scoring at least a fraction of the best score of
+    the list (all of them without a cutoff); ``either``/``both`` combine BM25 and cosine."""
+    if cutoff is None or not cands:
+        return cands
+    best = {signal: max(getattr(c, signal) for c in cands) for signal in ("fused", "dense", "lexical")}
+
+    def passes(c: Candidate, signal: str, fraction: float) -> bool:
+        return best[signal] <= 0 or getattr(c, signal) >= fraction * best[signal]
+
+    if cutoff[0] in ("either", "both"):
+        join = any if cutoff[0] == "either" else all
+        keep = [c for c in cands if join((passes(c, "lexical", cutoff[1]), passes(c, "dense", cutoff[2])))]
+    else:
+        keep = [c for c in cands if passes(c, *cutoff)]
+    return [cands[0]] + [c for c in keep if c is not cands[0]]
+
+
+def apply_merge(cands: list[Candidate], k: int, how: str | None, docs: dict[str, str]) -> list[list]:
+    """Spans ``[source, start, end]`` in rank order. With a merge, a hit overlapping or
+    touching (across blanks) a kept span of its document widens that span, keeping the
+    span's rank, so no character counts twice; ``merge`` reads the top k hits,
+    ``merge-fill`` reads on until it has k spans."""
+    spans: list[list] = []
+    for c in cands if how == "merge-fill" else cands[:k]:
+        if len(spans) == k:
+            break
+        joined = next((s for s in spans if touches(s, c, docs)), None) if how is not None else None
+        if joined is not None:
+            joined[1], joined[2] = min(joined[1], c.start), max(joined[2], c.end)
+        else:
+            spans.append([c.source, c.start, c.end])
+    return spans
+
+
+def touches(span: list, c: Candidate, docs: dict[str, str]) -> bool:
+    """Whether ``c`` overlaps ``span`` or only blank text lies between them."""
+    source, start, end = span
+    if source != c.source:
+        return False
+    gap = docs[source][end:c.start] if end <= c.start else docs[source][c.end:start] if c.end <= start else ""
+    return not gap.strip()
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_TERM = re.compile(r"[\w][\w\-']*", re.UNICODE)
+
+
+def sentence_units(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Whole sentences (or lines) of ``text[start:end]`` as absolute offsets, blanks trimmed."""
+    units, at = [], start
+    for m in _SENTENCE_END.finditer(text, start, end):
+        if m.start() > at:
+            units.append((at, m.start()))
+        at = m.end()
+    if at < end:
+        units.append((at, end))
+    return units or [(start, end)]
+
+
+def best_passage(text: str, start: int, end: int, weights: dict[str, float], max_chars: int,
+                 min_chars: int = 0) -> tuple[int, int]:
+    """The run of whole sentences within ``max_chars`` (at least one sentence) whose
+    distinct query terms weigh most, ties to the shorter run, then grown by the next
+    (or else the previous) sentence until it has ``min_chars``."""
+    units = sentence_units(text, start, end)
+    terms = [set(_TERM.findall(text[a:b].lower())) & weights.keys() for a, b in units]
+    best_key, best_score = (0, 0), None
+    for i in range(len(units)):
+        seen: set[str] = set()
+        for j in range(i, len(units)):
+            if j > i and units[j][1] - units[i][0] > max_chars:
+                break
+            seen |= terms[j]
+            key = (sum(weights[t] for t in seen), -(units[j][1] - units[i][0]))
+            if best_score is None or key > best_score:
+                best_score, best_key = key, (i, j)
+    i, j = best_key
+    while units[j][1] - units[i][0] < min_chars and (i > 0 or j < len(units) - 1):
+        if j < len(units) - 1:
+            j += 1
+        else:
+            i -= 1
+    return units[i][0], units[j][1]
+
+
+class TermWeights:
+    """IDF of query terms over a notebook's chunks (what BM25 weighs them by)."""
+
+    def __init__(self, notebook) -> None:
+        import math
+        from collections import Counter
+
+        rows = notebook.backend.store.db.execute("SELECT text FROM chunks").fetchall()
+        df = Counter(t for (text,) in rows for t in set(_TERM.findall(text.lower())))
+        n = len(rows)
+        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+
+    def of(self, query: str) -> dict[str, float]:
+        from retrieval.store import _STOPWORDS  # the lexical index's stop words
+
+        return {t: self.idf[t] for t in set(_TERM.findall(query.lower())) - _STOPWORDS if t in self.idf}
+
+
+def focused(cands: list[Candidate], k: int, focus: Focus, docs: dict[str, str], query: str,
+            weights: TermWeights | None) -> list[tuple[str, int, int]]:
+    spans = apply_merge(apply_cutoff(cands, focus.cutoff), k, focus.merge, docs)
+    if focus.passage is None:
+        return [tuple(s) for s in spans]
+    max_chars, from_rank, min_chars = focus.passage
+    terms = weights.of(query)
+    return [tuple(s) if rank < from_rank else (s[0], *best_passage(docs[s[0]], s[1], s[2], terms, max_chars, min_chars))
+            for rank, s in enumerate(spans, start=1)]
+
+
+def searched(notebook, embedder, query: str, k: int, weights, fraction: float) -> list[tuple[str, int, int]]:
+    """``Searcher.search`` itself with ``min_relative_score`` (fusion weights must be 1:w)."""
+    from retrieval import Searcher
+
+    searcher = Searcher(notebook.backend, embedder.embed_batch, lexical_weight=weights[1] / weights[0])
+    return [(Path(h.source).stem, h.start, h.end) for h in searcher.search(query, k, min_relative_score=fraction)]
+
+
+def score_focus(chroma_cands, set_cands, focus: Focus, corpora, questions, labelled, terms: TermWeights, books,
+                embedder, fusion) -> dict:
+    def spans_of(name, cands, k, focus, docs, query, weights):
+        if focus.relative is not None:
+            return searched(books[name], embedder, query, k, fusion, focus.relative)
+        return focused(cands, k, focus, docs, query, weights)
+
+    retrievals = []
+    for q, cands in zip(questions, chroma_cands):
+        spans = spans_of("chroma", cands, 5, focus, corpora, q.text, terms)
+        retrievals.append([chroma_bench.Retrieved(*s) for s in spans])
+    chars = [r.end - r.start for rs in retrievals for r in rs]
+    row = {"focus": focus.label, "chroma": {**chroma_bench.mean_scores(questions, retrievals),
+                                            "mean_chars": round(sum(chars) / max(1, len(chars))),
+                                            "mean_hits": round(len(chars) / len(retrievals), 2)}}
+    for name in SETS:
+        docs, ranks = labelled[name]["documents"], []
+        for q, cands in zip(labelled[name]["questions"], set_cands[name]):
+            spans = spans_of(name, cands, 10, Focus(focus.label, focus.cutoff, focus.merge, None, focus.relative), docs,
+                             q["question"], None)
+            hits = [Hit(s, a, b, docs[s][a:b]) for s, a, b in spans]
+            ranks.append(evalsets.rank_of_gold(hits, q, docs))
+        found = [r for r in ranks if r is not None]
+        row[name] = {"ndcg@10": round(sum(1 / np.log2(1 + r) for r in found) / len(ranks), 3),
+                     "recall@10": round(len(found) / len(ranks), 3)}
+    return row
+
+
+def focus_rows(books, embedder, corpora, questions, labelled, weights, specs: list[str]) -> list[dict]:
+    started = time.perf_counter()
+    chroma_cands = [candidates(books["chroma"], embedder, q.text, 5, weights) for q in questions]
+    set_cands = {name: [candidates(books[name], embedder, q["question"], 10, weights) for q in labelled[name]["questions"]]
+                 for name in SETS}
+    print(f"<!-- candidates in {time.perf_counter() - started:.0f} s -->", file=sys.stderr, flush=True)
+    term_weights = TermWeights(books["chroma"])
+    rows = []
+    for spec in specs:
+        focus = parse_focus(spec)
+        started = time.perf_counter()
+        row = score_focus(chroma_cands, set_cands, focus, corpora, questions, labelled, term_weights, books, embedder, weights)
+        row["ms_per_query"] = round(1000 * (time.perf_counter() - started) / (len(questions) + sum(len(v) for v in set_cands.values())), 2)
+        rows.append(row)
+    return rows
+
+
 def score_set(notebook, embedder, labelled: dict, weights) -> dict:
     docs, questions = labelled["documents"], labelled["questions"]
     ranks = [evalsets.rank_of_gold(search(notebook, embedder, q["question"], 10, weights), q, docs) for q in questions]
@@ -164,16 +466,66 @@ def score_set(notebook, embedder, labelled: dict, weights) -> dict:
     return {"ndcg@10": round(sum(1 / np.log2(1 + r) for r in found) / len(ranks), 3), "recall@10": round(len(found) / len(ranks), 3)}
 
 
+def print_focus(chunking, books, embedder, corpora, questions, labelled, weightings, specs, out: Path) -> None:
+    print("\n| chunking | weights | focus | recall | precision | IoU | mean chars | mean hits | "
+          + " | ".join(SETS) + " | recall@10 | ms/query |")
+    print("|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(SETS) + "---|---:|", flush=True)
+    for weights in weightings:
+        for row in focus_rows(books, embedder, corpora, questions, labelled, weights, specs):
+            c = row["chroma"]
+            print(f"| {chunking} | {':'.join(f'{w:g}' for w in weights)} | {row['focus']} | {c['recall']} | {c['precision']} | "
+                  f"{c['iou']} | {c['mean_chars']} | {c['mean_hits']} | " + " | ".join(f"{row[n]['ndcg@10']:.3f}" for n in SETS)
+                  + " | " + " / ".join(f"{row[n]['recall@10']:.3f}" for n in SETS) + f" | {row['ms_per_query']} |", flush=True)
+            with out.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"chunking": chunking, "weights": weights, **row}) + "\n")
+
+
+def record_rows(chroma_data: Path, sets_root: Path, fractions: list[float]) -> None:
+    """``Notebook.search(min_relative_score=F)`` over folders the CLI ingested with default
+    settings (``chroma_bench.py --data``, ``evalsets/score.py --keep``): the tools of record's
+    ingest, searched in process (the HTTP API has no such parameter)."""
+    from retrieval import Notebook
+
+    corpora, questions = chroma_bench.load(chroma_bench.DATA)
+    print("| min_relative_score | recall | precision | IoU | mean hits | " + " | ".join(SETS) + " | recall@10 |")
+    print("|---:|---:|---:|---:|---:|" + "---:|" * len(SETS) + "---|", flush=True)
+    notebook = Notebook(chroma_data)
+    try:
+        for fraction in fractions:
+            search = {} if fraction == 0 else {"min_relative_score": fraction}
+            retrievals = [[chroma_bench.Retrieved(Path(h.source).stem, h.start, h.end)
+                           for h in notebook.search(q.text, k=5, **search)] for q in questions]
+            c = chroma_bench.mean_scores(questions, retrievals)
+            sets = {name: evalsets.score_set(HERE / "evalsets" / f"{name}.json", sets_root / name, **search) for name in SETS}
+            print(f"| {fraction or 'none'} | {c['recall']} | {c['precision']} | {c['iou']} | "
+                  f"{sum(map(len, retrievals)) / len(retrievals):.2f} | " + " | ".join(f"{sets[n]['ndcg@10']:.3f}" for n in SETS)
+                  + " | " + " / ".join(f"{sets[n]['recall@10']:.3f}" for n in SETS) + " |", flush=True)
+    finally:
+        notebook.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chunking", action="append", required=True, help="method:max_tokens:overlap[:min_section_tokens][@label]")
-    parser.add_argument("--weights", action="append", default=None, help="dense:lexical fusion weights (default 1:1)")
+    parser.add_argument("--record", nargs=2, type=Path, default=None, metavar=("CHROMA_DATA", "SETS_ROOT"),
+                        help="instead of a sweep: min_relative_score rows over folders the CLI ingested")
+    parser.add_argument("--fraction", action="append", type=float, default=None, help="min_relative_score for --record (0: none)")
+    parser.add_argument("--chunking", action="append", help="method:max_tokens:overlap[:min_section_tokens][@label]")
+    parser.add_argument("--weights", action="append", default=None, help="dense:lexical[:rrf_k[:depth]] fusion weights, RRF constant, candidates per list (default 1:1)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "noteloom-sweep-vectors.pkl")
     parser.add_argument("--work", type=Path, default=None, help="folder for the ingested sets (default: a fresh temporary one)")
     parser.add_argument("--spec", default=None, help="embedding spec (default: what a new data folder gets)")
     parser.add_argument("--parent", default=None, help="a larger chunking: also score Chroma small-to-big against it")
+    parser.add_argument("--context", default=None, choices=["prev", "next", "prev+next"],
+                        help="embed each chunk with its neighbouring sentence(s) appended (an experiment)")
+    parser.add_argument("--focus", action="append", default=None,
+                        help="post-process the top hits: cutoff:SIGNAL:F, merge, merge-fill, passage:CHARS[:FROM_RANK], +-joined")
     parser.add_argument("--parent-weight", action="append", type=float, default=None, help="weights of the parent score (repeatable)")
     args = parser.parse_args(argv)
+    if args.record:
+        record_rows(*args.record, args.fraction or [0, 0.8, 0.85])
+        return 0
+    if not args.chunking:
+        parser.error("--chunking is required")
     import runtime
 
     spec = args.spec or runtime.embedder_spec("all-MiniLM-L6-v2", "auto")
@@ -195,9 +547,10 @@ def main(argv: list[str] | None = None) -> int:
         method, params = parse_chunking(chunking)
         started, before = time.perf_counter(), embedder.embedded
         folder = work / chunking.replace(":", "-").replace("@", "-")
-        books = {"chroma": ingest(embedder, chroma_bench.DATA / "corpora", folder / "chroma", method, params)}
+        folder = folder.with_name(folder.name + (f"-{args.context}" if args.context else ""))
+        books = {"chroma": ingest(embedder, chroma_bench.DATA / "corpora", folder / "chroma", method, params, args.context)}
         for name in SETS:
-            books[name] = ingest(embedder, work / "notes" / name, folder / name, method, params)
+            books[name] = ingest(embedder, work / "notes" / name, folder / name, method, params, args.context)
         embedder.save()
         chunks = books["chroma"].counts().chunks
         print(f"<!-- {chunking}: ingested in {time.perf_counter() - started:.0f} s, "
@@ -207,10 +560,12 @@ def main(argv: list[str] | None = None) -> int:
                    "chroma": score_chroma(books["chroma"], embedder, corpora, questions, weights)}
             row.update({name: score_set(books[name], embedder, labelled[name], weights) for name in SETS})
             c = row["chroma"]
-            print(f"| {chunking} | {weights[0]:g}:{weights[1]:g} | {chunks} | {c['recall']} | {c['precision']} | {c['iou']} | "
+            print(f"| {chunking} | {':'.join(f'{w:g}' for w in weights)} | {chunks} | {c['recall']} | {c['precision']} | {c['iou']} | "
                   f"{c['mean_chars']} | " + " | ".join(f"{row[n]['ndcg@10']:.3f}" for n in SETS) + " |", flush=True)
             with out.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
+        if args.focus:
+            print_focus(chunking, books, embedder, corpora, questions, labelled, weightings, args.focus, out)
         if args.parent:
             big = ingest(embedder, chroma_bench.DATA / "corpora", work / args.parent.replace(":", "-").replace("@", "-") / "chroma",
                          *parse_chunking(args.parent))

@@ -117,8 +117,8 @@ class Notebook:
     # --- reading ----------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | Filter | None = None,
-               mode: str = "hybrid") -> list[Hit]:
-        return self.searcher.search(query, k, filters=filters, mode=mode)
+               mode: str = "hybrid", min_relative_score: float | None = None) -> list[Hit]:
+        return self.searcher.search(query, k, filters=filters, mode=mode, min_relative_score=min_relative_score)
 
     def ask(self, question: str, k: int = 5, *, llm: LLMConfig | Mapping[str, Any] | None = None, **options: Any) -> Answer:
         """An extractive answer with exact citations; ``llm`` (default: the notebook's) adds a generated one."""

@@ -36,9 +36,15 @@ class Searcher:
         self.lexical_weight = check_lexical_weight(lexical_weight)
 
     def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | Filter | None = None,
-               mode: str = "hybrid") -> list[Hit]:
+               mode: str = "hybrid", min_relative_score: float | None = None) -> list[Hit]:
+        """The top ``k`` hits. ``min_relative_score`` (0 < F <= 1) returns fewer when the
+        rest are weak: after the first hit, a hit stays only if its BM25 score or its
+        cosine is at least F times the best of that score among the candidates (dense
+        mode: cosine only; lexical mode: BM25 only); strong hits among the top 2k fill in
+        for weak ones. Offsets and scores are unchanged."""
         query = check_query(query, "query")
         k = check_k(k)
+        fraction = check_min_relative_score(min_relative_score)
         if mode not in SEARCH_MODES:
             raise RetrievalError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
         where = filters if isinstance(filters, Filter) else parse_filters(filters)
@@ -60,20 +66,36 @@ class Searcher:
             ranked = lexical
         else:
             ranked = fuse([dense, lexical], weights=(1.0, self.lexical_weight))
-        return self._hits(ranked, k, dict(dense), dict(lexical))
+        strong = None if fraction is None else relative_cutoff(dense, lexical, fraction)
+        return self._hits(ranked, k, dict(dense), dict(lexical), strong)
 
-    def _hits(self, ranked: Ranking, k: int, dense: dict[int, float], lexical: dict[int, float]) -> list[Hit]:
+    def _hits(self, ranked: Ranking, k: int, dense: dict[int, float], lexical: dict[int, float],
+              strong: Callable[[int], bool] | None = None) -> list[Hit]:
         rows = self.backend.chunks(cid for cid, _ in ranked[: k * 2])
         hits = []
         for cid, score in ranked:
             row = rows.get(cid)
             if row is None:
                 continue  # deleted since the index was built
+            if hits and strong is not None and not strong(cid):
+                continue
             hits.append(Hit(cid, row.doc_id, row.source, row.title, row.start, row.end, row.text, score, row.headings,
                             dense.get(cid), lexical.get(cid)))
             if len(hits) == k:
                 break
         return hits
+
+
+def relative_cutoff(dense: Ranking, lexical: Ranking, fraction: float) -> Callable[[int], bool]:
+    """Whether a chunk scores at least ``fraction`` of the best score in either list. A list
+    whose best score is not positive vouches for nothing; a chunk missing from a list fails it."""
+    bars = []
+    for ranking in (dense, lexical):
+        scores = dict(ranking)
+        best = max(scores.values(), default=0.0)
+        if best > 0:
+            bars.append((scores, fraction * best))
+    return lambda cid: any(cid in scores and scores[cid] >= bar for scores, bar in bars)
 
 
 def parse_filters(filters: Mapping[str, Any] | None) -> Filter | None:
@@ -126,6 +148,14 @@ def check_lexical_weight(weight: Any) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= MAX_LEXICAL_WEIGHT:
         raise RetrievalError(f"lexical_weight must be a number over 0 and at most {MAX_LEXICAL_WEIGHT:g}, got {weight!r}")
     return float(weight)
+
+
+def check_min_relative_score(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise RetrievalError(f"min_relative_score must be a number over 0 and at most 1 (or None), got {value!r}")
+    return float(value)
 
 
 def check_k(k: Any) -> int:

@@ -1,0 +1,123 @@
+"""``min_relative_score``: search returns fewer hits when the rest score far below the best."""
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from retrieval import RetrievalError
+from retrieval.search import Searcher, relative_cutoff
+
+# Chunk 1 leads both lists; 2 is strong by cosine only, 3 by BM25 only, 4 weak in both,
+# 5 only in the dense list (weak), 6 only in the lexical list (strong).
+DENSE = [(1, 0.80), (2, 0.76), (4, 0.40), (3, 0.30), (5, 0.20)]
+LEXICAL = [(1, 10.0), (3, 9.0), (6, 8.5), (4, 2.0), (2, 1.0)]
+
+
+class Backend:
+    """Just what ``Searcher`` reads: two rankings and the rows of their chunks."""
+
+    def __init__(self, dense=DENSE, lexical=LEXICAL):
+        self.dense, self.lexical = dense, lexical
+
+    def vector_search(self, vector, k, where=None):
+        return self.dense[:k]
+
+    def lexical_search(self, text, k, where=None):
+        return self.lexical[:k]
+
+    def chunks(self, ids):
+        return {cid: SimpleNamespace(doc_id=cid, source=f"n{cid}.md", title="", start=10 * cid, end=10 * cid + 7,
+                                     text=f"chunk {cid}", headings=[]) for cid in ids}
+
+
+def searcher(**backend) -> Searcher:
+    return Searcher(Backend(**backend), lambda texts: [[1.0]], lexical_weight=1.0)
+
+
+def ids(hits) -> list[int]:
+    return [hit.chunk_id for hit in hits]
+
+
+def test_without_a_cutoff_every_hit_up_to_k_is_returned():
+    everything = searcher().search("q", k=6)
+    assert ids(searcher().search("q", k=6, min_relative_score=None)) == ids(everything)
+    assert sorted(ids(everything)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_hits_weak_in_both_scores_are_left_out_and_the_rest_keep_their_order():
+    everything = ids(searcher().search("q", k=6))
+    kept = searcher().search("q", k=6, min_relative_score=0.8)
+    # 2: cosine 0.76 >= 0.8 * 0.80; 3 and 6: BM25 >= 0.8 * 10; 4 and 5 fail both bars
+    assert ids(kept) == [cid for cid in everything if cid in (1, 2, 3, 6)]
+    for hit in kept:  # offsets, text and scores are the chunk's, untouched
+        assert (hit.start, hit.end, hit.text) == (10 * hit.chunk_id, 10 * hit.chunk_id + 7, f"chunk {hit.chunk_id}")
+        assert hit.dense_score == dict(DENSE).get(hit.chunk_id) and hit.lexical_score == dict(LEXICAL).get(hit.chunk_id)
+
+
+def test_a_stricter_fraction_keeps_fewer_hits_but_always_the_first():
+    counts = [len(searcher().search("q", k=6, min_relative_score=f)) for f in (0.1, 0.5, 0.8, 0.9, 1.0)]
+    assert counts == sorted(counts, reverse=True) and counts[0] == 6
+    top = ids(searcher().search("q", k=6))[0]
+    assert ids(searcher().search("q", k=6, min_relative_score=1.0)) == [top]
+    # the first hit stays even when it is best in neither list
+    odd = searcher(dense=[(2, 0.9), (1, 0.1)], lexical=[(3, 5.0), (1, 0.1)])
+    first = ids(odd.search("q", k=3))[0]
+    assert ids(odd.search("q", k=3, min_relative_score=1.0))[0] == first
+
+
+def test_lower_ranked_strong_hits_fill_in_for_weak_ones():
+    # k=3 without a cutoff ends at a weak hit; with one, a strong hit further down takes its place
+    everything = ids(searcher().search("q", k=6))
+    kept = ids(searcher().search("q", k=3, min_relative_score=0.8))
+    assert kept == [cid for cid in everything if cid in (1, 2, 3, 6)][:3]
+
+
+def test_each_mode_uses_its_own_score():
+    dense = ids(searcher().search("q", k=5, mode="dense", min_relative_score=0.9))
+    assert dense == [1, 2]  # 0.76 >= 0.72; BM25 plays no part
+    lexical = ids(searcher().search("q", k=5, mode="lexical", min_relative_score=0.85))
+    assert lexical == [1, 3, 6]  # 8.5 >= 8.5; cosine plays no part
+
+
+def test_a_list_without_a_positive_best_vouches_for_nothing():
+    strong = relative_cutoff([(1, -0.1), (2, -0.5)], [(2, 4.0), (3, 1.0)], 0.5)
+    assert [cid for cid in (1, 2, 3) if strong(cid)] == [2]
+    assert not relative_cutoff([], [], 0.5)(1)
+    assert relative_cutoff([(7, 0.5)], [], 1.0)(7)
+
+
+@pytest.mark.parametrize("bad", [0, -0.2, 1.01, 2, True, "0.5", float("nan"), math.inf, [0.5]])
+def test_a_bad_fraction_is_refused_with_its_value(bad):
+    with pytest.raises(RetrievalError, match="min_relative_score must be a number over 0 and at most 1") as caught:
+        searcher().search("q", k=3, min_relative_score=bad)
+    assert str(caught.value).endswith(f"got {bad!r}")
+
+
+def test_the_notebook_passes_it_through_and_hits_slice_their_documents(tmp_path):
+    from ingest import Ingestor
+    from retrieval import Notebook
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    topics = {"kettle": "The kettle boils water for tea in three minutes.",
+              "garden": "Tomatoes in the garden need water every morning in summer.",
+              "bikes": "A bicycle chain wants oil after rain.",
+              "taxes": "File the tax return before the end of April."}
+    for name, text in topics.items():
+        (notes / f"{name}.md").write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
+    nb = Notebook(tmp_path / "data", embedding_model="hashing")
+    try:
+        assert not Ingestor(nb).ingest_paths([notes]).failed
+        everything = nb.search("kettle water tea", k=4)
+        kept = nb.search("kettle water tea", k=4, min_relative_score=0.9)
+        assert len(everything) == 4 and 1 <= len(kept) < 4
+        assert ids(kept) == [cid for cid in ids(everything) if cid in set(ids(kept))]
+        assert Path(kept[0].source).stem == "kettle"
+        for hit in kept:
+            assert nb.document(hit.doc_id).text[hit.start:hit.end] == hit.text
+        with pytest.raises(RetrievalError, match="min_relative_score"):
+            nb.search("kettle", k=4, min_relative_score=0)
+    finally:
+        nb.close()
