@@ -138,7 +138,8 @@ def _noteloom() -> list[str]:
     return [sys.executable, "-m", "service.cli"]
 
 
-def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[str], data_dir: Path | None) -> dict:
+def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[str], data_dir: Path | None,
+               min_relative_score: float | None = None) -> dict:
     import httpx
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -169,7 +170,10 @@ def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[s
                 retrievals, seconds = [], []
                 for question in questions:
                     t0 = time.perf_counter()
-                    reply = client.post("/search", json={"query": question.text, "k": 5, "mode": mode})
+                    body = {"query": question.text, "k": 5, "mode": mode}
+                    if min_relative_score is not None:
+                        body["min_relative_score"] = min_relative_score
+                    reply = client.post("/search", json=body)
                     seconds.append(time.perf_counter() - t0)
                     reply.raise_for_status()
                     hits = reply.json()["hits"]
@@ -181,7 +185,7 @@ def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[s
                         found.append(Retrieved(corpus, hit["start"], hit["end"]))
                     retrievals.append(found)
                 seconds.sort()
-                rows[mode] = {**mean_scores(questions, retrievals),
+                rows[mode] = {**mean_scores(questions, retrievals), "mean_hits": round(sum(map(len, retrievals)) / len(retrievals), 2),
                               "mean_chars": round(sum(r.end - r.start for rs in retrievals for r in rs) / max(1, sum(map(len, retrievals)))),
                               "p50_ms": round(1000 * seconds[len(seconds) // 2], 1)}
                 log(f"e2e {mode}: {rows[mode]}")
@@ -191,7 +195,7 @@ def end_to_end(corpora: dict[str, str], questions: list[Question], modes: list[s
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {"ingest_s": round(ingest_s, 1), "modes": rows}
+    return {"ingest_s": round(ingest_s, 1), "min_relative_score": min_relative_score, "modes": rows}
 
 
 # ---------------------------------------------------------------- chunkers alone
@@ -227,8 +231,10 @@ def chunkers_alone(corpora: dict[str, str], questions: list[Question], specs: li
 def report(results: dict) -> str:
     lines = ["| system | recall | precision | IoU |", "|---|---:|---:|---:|"]
     lines += [f"| published: {name} | {r} | {p} | {i} |" for name, r, p, i in PUBLISHED]
+    cutoff = results.get("e2e", {}).get("min_relative_score")
     for mode, row in results.get("e2e", {}).get("modes", {}).items():
-        lines.append(f"| **noteloom end to end, {mode}** (mean hit {row['mean_chars']} chars) | {row['recall']} | {row['precision']} | {row['iou']} |")
+        opt_in = f", `min_relative_score` {cutoff} ({row['mean_hits']} hits)" if cutoff is not None else ""
+        lines.append(f"| **noteloom end to end, {mode}**{opt_in} (mean hit {row['mean_chars']} chars) | {row['recall']} | {row['precision']} | {row['iou']} |")
     for spec, row in results.get("chunkers", {}).items():
         lines.append(f"| noteloom chunker {spec}, dense, raw text | {row['recall']} | {row['precision']} | {row['iou']} |")
     return "\n".join(lines)
@@ -241,12 +247,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="search modes scored end to end (default: all three)")
     parser.add_argument("--chunker", action="append", default=None, help="method:max_tokens:overlap (repeatable)")
     parser.add_argument("--data", type=Path, default=None, help="data folder for the end-to-end run (default: a fresh temporary one)")
+    parser.add_argument("--min-relative-score", type=float, default=None,
+                        help="end to end: send this opt-in cutoff with every search (fewer hits when the rest are weak)")
     args = parser.parse_args(argv)
     corpora, questions = load(DATA)
     log(f"{len(corpora)} corpora, {sum(map(len, corpora.values())) / 1e6:.2f} M chars, {len(questions)} questions")
     results: dict = {}
     if args.only in (None, "e2e"):
-        results["e2e"] = end_to_end(corpora, questions, args.mode or ["hybrid", "dense", "lexical"], args.data)
+        results["e2e"] = end_to_end(corpora, questions, args.mode or ["hybrid", "dense", "lexical"], args.data,
+                                    args.min_relative_score)
     if args.only in (None, "chunkers"):
         results["chunkers"] = chunkers_alone(corpora, questions, args.chunker or list(DEFAULT_CHUNKERS))
     table = report(results)

@@ -35,7 +35,7 @@ from .explore import ROUTES as EXPLORE_ROUTES
 from .images import ROUTES as IMAGE_ROUTES
 from .models import (MAX_ID, MAX_OFFSET, AnswerResponse, AskRequest, Backlink, Deleted, Document, DocumentAdded,
                      DocumentList, DocumentSummary, DocumentUpload, Health, Hit, LinkOut, PromptRequest, PromptResponse,
-                     SearchRequest, SearchResponse, TextDocument, declared_body, decode, errors)
+                     SearchRequest, SearchResponse, TextDocument, complete_bounds, declared_body, decode, errors)
 from .responses import answer_response, search_response
 from .services import DEPENDENCIES, Injected, ServiceConfig, check_config
 from .settings import Settings, load_settings
@@ -210,7 +210,7 @@ def delete_document(notebook: Injected[Notebook], doc_id: DocId) -> Deleted:
 @post("/search", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
 def search(notebook: Injected[Notebook], data: JSONBody[SearchRequest]) -> SearchResponse:
     filters = msgspec.to_builtins(data.filters) if data.filters is not None else None
-    return search_response(notebook, data.query, data.k, filters, data.mode)
+    return search_response(notebook, data.query, data.k, filters, data.mode, data.min_relative_score)
 
 
 @post("/ask", status_code=200, sync_to_thread=True, responses=errors(400, 409, 413, 429, 503))
@@ -258,7 +258,7 @@ def create_app(config: ServiceConfig | None = None, *, settings: Settings | None
             await anyio.to_thread.run_sync(workers.close)
 
     guard = api_key_guard(config.api_key)
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, add_document, list_documents, get_document, delete_document, search, ask, build_prompt, *IMAGE_ROUTES,
                         *EXPLORE_ROUTES, *page.routes()],
         dependencies=DEPENDENCIES,
@@ -271,3 +271,5 @@ def create_app(config: ServiceConfig | None = None, *, settings: Settings | None
         request_class=CheckedRequest,
         openapi_config=OpenAPIConfig(title="noteloom", version="0.1.0", path="/schema"),
     )
+    complete_bounds(app.openapi_schema)  # before the first request renders it
+    return app

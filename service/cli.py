@@ -62,7 +62,7 @@ def cmd_search(args, settings: Settings) -> int:
         filters["source_prefix"] = args.source
     if args.tag:
         filters["tags"] = args.tag
-    hits = nb.search(args.query, k=args.k, filters=filters or None, mode=args.mode)
+    hits = nb.search(args.query, k=args.k, filters=filters or None, mode=args.mode, min_relative_score=args.min_relative_score)
     if args.json:
         _print_json({"query": args.query, "mode": args.mode, "hits": [h.to_dict() for h in hits]})
         return 0
@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
     search.add_argument("--source", default=None, help="only sources starting with this prefix")
     search.add_argument("--tag", action="append", default=[], help="only documents with this front-matter tag")
+    search.add_argument("--min-relative-score", type=float, default=None, metavar="F",
+                        help="fewer hits when the rest are weak: after the first, keep a hit only if its BM25 score "
+                             "or cosine is at least F (0 < F <= 1) times the best")
     search.add_argument("--json", action="store_true")
     search.set_defaults(handler=cmd_search)
 

@@ -42,6 +42,9 @@ MIME_BY_KIND = {"markdown": "text/markdown", "html": "text/plain", "text": "text
 Query = Annotated[str, Field(max_length=models.MAX_QUERY_CHARS, description="what to look for")]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="how many passages")]
 Mode = Literal["hybrid", "dense", "lexical"]
+MinRelativeScore = Annotated[float, Field(gt=0, le=1, description=(
+    "return fewer passages when the rest score far below the best: after the first, a passage stays only if its "
+    "BM25 score or cosine is at least this fraction of the best"))]
 Offset = Annotated[int, Field(ge=0, le=models.MAX_OFFSET)]
 Source = Annotated[str, Field(min_length=1, max_length=MAX_COLLECTION_CHARS + 1 + MAX_SOURCE_CHARS,
                               description="collection/path, as hits and citations name it")]
@@ -88,8 +91,9 @@ class NotebookTools:
         self._make_builder = prompt_builder
         self._builder = None
 
-    def search(self, query: str, k: int = 5, filters: dict | None = None, mode: str = "hybrid") -> dict:
-        out = msgspec.to_builtins(search_response(self.notebook, query, k, filters or None, mode))
+    def search(self, query: str, k: int = 5, filters: dict | None = None, mode: str = "hybrid",
+               min_relative_score: float | None = None) -> dict:
+        out = msgspec.to_builtins(search_response(self.notebook, query, k, filters or None, mode, min_relative_score))
         for hit in out["hits"]:
             hit["uri"] = document_uri(hit["doc_id"])
         return out
@@ -194,10 +198,12 @@ def build_server(tools: NotebookTools, *, name: str = "noteloom"):
             return method(**kwargs)
 
     @server.tool(annotations=read_only)
-    def search(query: Query, k: K = 5, filters: Filters | None = None, mode: Mode = "hybrid") -> dict[str, Any]:
+    def search(query: Query, k: K = 5, filters: Filters | None = None, mode: Mode = "hybrid",
+               min_relative_score: MinRelativeScore | None = None) -> dict[str, Any]:
         """Passages of the notes that match ``query``, best first: each hit has its document's
         source, start and end (character offsets into the stored text), text and score."""
-        return call(tools.search, query=query, k=k, filters=filters.model_dump() if filters else None, mode=mode)
+        return call(tools.search, query=query, k=k, filters=filters.model_dump() if filters else None, mode=mode,
+                    min_relative_score=min_relative_score)
 
     @server.tool(annotations=read_only)
     def ask(question: Query, k: K = 5) -> dict[str, Any]:

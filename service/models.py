@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar.datastructures import UploadFile
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, Operation, RequestBody, Schema
 from msgspec import Meta, Struct
 
 from imagegen import CONTENT_TOKENS, MAX_IMAGES, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
@@ -40,6 +40,8 @@ Collection = Annotated[str, Meta(min_length=1, max_length=MAX_COLLECTION_CHARS)]
 Name = Annotated[str, Meta(max_length=MAX_NAME_CHARS)]
 Query = Annotated[str, Meta(max_length=MAX_QUERY_CHARS)]
 K = Annotated[int, Meta(ge=1, le=MAX_K)]
+# retrieval.Searcher.search's min_relative_score: fewer hits when the rest score far below the best
+MinRelativeScore = Annotated[float, Meta(gt=0, le=1)]
 Seed = Annotated[int, Meta(ge=0, le=MAX_SEED)]
 Side = Annotated[int, Meta(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)]
 
@@ -78,6 +80,7 @@ class SearchRequest(Strict):
     k: K = 5
     filters: SearchFilters | None = None
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    min_relative_score: MinRelativeScore | None = None
 
 
 class AskRequest(Strict):
@@ -405,7 +408,9 @@ def declared_body(*, json: type | None = None, multipart: type | None = None) ->
     def inline(model: type):
         creator = SchemaCreator(plugins=openapi_schema_plugins, prefer_alias=True)
         reference = creator.for_field_definition(FieldDefinition.from_annotation(model))
-        return creator.schema_registry.from_reference(reference).schema
+        schema = creator.schema_registry.from_reference(reference).schema
+        _complete(model, schema)
+        return schema
 
     content = {media: OpenAPIMediaType(schema=inline(model))
                for media, model in (("application/json", json), ("multipart/form-data", multipart)) if model is not None}
@@ -416,6 +421,51 @@ def declared_body(*, json: type | None = None, multipart: type | None = None) ->
             self.request_body = RequestBody(content=content, required=True)
 
     return DeclaredBody
+
+
+# JSON Schema bound -> litestar's Schema attribute
+_BOUNDS = {"minimum": "minimum", "exclusiveMinimum": "exclusive_minimum", "maximum": "maximum",
+           "exclusiveMaximum": "exclusive_maximum", "minLength": "min_length", "maxLength": "max_length",
+           "minItems": "min_items", "maxItems": "max_items"}
+
+
+def complete_bounds(openapi: OpenAPI) -> OpenAPI:
+    """Copy into ``openapi`` the bounds of this module's Structs that litestar's
+    schema leaves out (a bound of 0, as in ``gt=0``, and those of list items),
+    from msgspec's own JSON schema of the same types, so every limit shows."""
+    models: dict[str, type[Struct]] = {}
+    pending = [Struct]
+    while pending:  # the service's Structs, wherever they are declared (here, explore.py, ...)
+        for model in pending.pop().__subclasses__():
+            pending.append(model)
+            if model.__module__.startswith("service."):
+                models[model.__name__] = model
+    for name, schema in ((openapi.components.schemas if openapi.components else None) or {}).items():
+        if name in models:
+            _complete(models[name], schema)
+    return openapi
+
+
+def _complete(model: type[Struct], ours: Schema) -> None:
+    try:
+        theirs = msgspec.json.schema_components([model])[1][model.__name__].get("properties", {})
+    except TypeError:  # a field msgspec cannot describe (an UploadFile)
+        return
+    for field, have in (ours.properties or {}).items():
+        want = theirs.get(field)
+        if want is None or not isinstance(have, Schema):
+            continue
+        want = next((b for b in want.get("anyOf", ()) if b.get("type") != "null"), want)  # Optional[X]: X's bounds
+        _copy_bounds(want, have)
+        items = next((b.items for b in (have, *(have.one_of or ())) if isinstance(getattr(b, "items", None), Schema)), None)
+        if isinstance(want.get("items"), dict) and items is not None:
+            _copy_bounds(want["items"], items)
+
+
+def _copy_bounds(want: dict, have: Schema) -> None:
+    for key, attribute in _BOUNDS.items():
+        if key in want and getattr(have, attribute) is None:
+            setattr(have, attribute, want[key])
 
 
 def decode(data: bytes, model: type[Struct], what: str) -> Any:

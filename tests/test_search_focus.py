@@ -1,5 +1,6 @@
 """``min_relative_score``: search returns fewer hits when the rest score far below the best."""
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -95,18 +96,25 @@ def test_a_bad_fraction_is_refused_with_its_value(bad):
     assert str(caught.value).endswith(f"got {bad!r}")
 
 
+TOPICS = {"kettle": "The kettle boils water for tea in three minutes.",
+          "garden": "Tomatoes in the garden need water every morning in summer.",
+          "bikes": "A bicycle chain wants oil after rain.",
+          "taxes": "File the tax return before the end of April."}
+
+
+def topic_notes(folder: Path) -> Path:
+    notes = folder / "notes"
+    notes.mkdir()
+    for name, text in TOPICS.items():
+        (notes / f"{name}.md").write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
+    return notes
+
+
 def test_the_notebook_passes_it_through_and_hits_slice_their_documents(tmp_path):
     from ingest import Ingestor
     from retrieval import Notebook
 
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    topics = {"kettle": "The kettle boils water for tea in three minutes.",
-              "garden": "Tomatoes in the garden need water every morning in summer.",
-              "bikes": "A bicycle chain wants oil after rain.",
-              "taxes": "File the tax return before the end of April."}
-    for name, text in topics.items():
-        (notes / f"{name}.md").write_text(f"# {name}\n\n{text}\n", encoding="utf-8")
+    notes = topic_notes(tmp_path)
     nb = Notebook(tmp_path / "data", embedding_model="hashing")
     try:
         assert not Ingestor(nb).ingest_paths([notes]).failed
@@ -121,3 +129,37 @@ def test_the_notebook_passes_it_through_and_hits_slice_their_documents(tmp_path)
             nb.search("kettle", k=4, min_relative_score=0)
     finally:
         nb.close()
+
+
+def test_the_http_api_the_mcp_tools_and_the_cli_take_it(tmp_path, capsys):
+    from litestar.testing import TestClient
+
+    from ingest import Ingestor
+    from retrieval import Notebook
+    from service.app import ServiceConfig, create_app
+    from service.cli import main
+    from service.mcp import NotebookTools
+
+    data = tmp_path / "data"
+    nb = Notebook(data, embedding_model="hashing")
+    try:
+        assert not Ingestor(nb).ingest_paths([topic_notes(tmp_path)]).failed
+        want = [h.chunk_id for h in nb.search("kettle water tea", k=4, min_relative_score=0.9)]
+        assert 1 <= len(want) < 4
+        with TestClient(app=create_app(ServiceConfig(data_dir=str(data)), notebook=nb, warm=False)) as client:
+            reply = client.post("/search", json={"query": "kettle water tea", "k": 4, "min_relative_score": 0.9})
+            assert reply.status_code == 200 and [h["chunk_id"] for h in reply.json()["hits"]] == want
+            for bad in (0, 1.5, -1, "lots", [0.5]):
+                refused = client.post("/search", json={"query": "kettle", "min_relative_score": bad})
+                assert refused.status_code == 400 and "min_relative_score" in refused.json()["detail"], bad
+            schema = client.get("/schema/openapi.json").json()["components"]["schemas"]
+            field = json.dumps(schema["SearchRequest"]["properties"]["min_relative_score"])
+            assert '"exclusiveMinimum": 0' in field and '"maximum": 1' in field  # litestar alone left out the 0
+        tool = NotebookTools(nb).search("kettle water tea", k=4, min_relative_score=0.9)
+        assert [h["chunk_id"] for h in tool["hits"]] == want
+    finally:
+        nb.close()
+    assert main(["--data", str(data), "search", "kettle water tea", "-k", "4", "--min-relative-score", "0.9", "--json"]) == 0
+    assert [h["chunk_id"] for h in json.loads(capsys.readouterr().out)["hits"]] == want
+    assert main(["--data", str(data), "search", "kettle", "--min-relative-score", "2"]) == 2
+    assert "min_relative_score must be a number over 0 and at most 1" in capsys.readouterr().err

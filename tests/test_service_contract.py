@@ -214,6 +214,34 @@ def test_openapi_declares_bodies_response_models_and_statuses(client):
     assert {"202", "409", "429", "503"} <= set(schema["paths"]["/generate"]["post"]["responses"])
 
 
+def test_every_limit_of_a_request_model_shows_in_openapi(client):
+    """msgspec's own schema of each request Struct is the truth; the served document
+    carries each of its bounds (litestar alone left out bounds of 0 and list items')."""
+    import msgspec
+
+    from service import explore, models
+
+    document = client.get("/schema/openapi.json").json()
+    components = dict(document["components"]["schemas"])
+    for path, model in (("/generate", "GenerateBody"), ("/documents", "TextDocument")):  # inlined bodies
+        components[model] = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    bounds = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems")
+    checked = 0
+    for name in ("SearchRequest", "SearchFilters", "AskRequest", "PromptRequest", "PreviewRequest", "GenerateBody", "TextDocument"):
+        model = getattr(models, name, None) or getattr(explore, name)
+        theirs = msgspec.json.schema_components([model])[1][name]["properties"]
+        for field, want in theirs.items():
+            want = next((b for b in want.get("anyOf", ()) if b.get("type") != "null"), want)
+            have = components[name]["properties"][field]
+            have_items = next((b["items"] for b in (have, *have.get("oneOf", ())) if "items" in b), {})
+            for where_want, where_have in ((want, have), (want.get("items") or {}, have_items)):
+                for key in bounds:
+                    if key in where_want:
+                        assert where_have.get(key) == where_want[key], (name, field, key)
+                        checked += 1
+    assert checked >= 20
+
+
 def test_creating_the_app_raises_no_deprecation_warning(tmp_path):
     from litestar.utils.deprecation import LitestarDeprecationWarning  # noqa: F401  (the class the check looks for)
 
