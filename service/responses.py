@@ -14,8 +14,8 @@ from .models import AnswerResponse, Hit, SearchResponse
 
 def search_response(notebook: Notebook, query: str, k: int, filters: dict[str, Any] | None, mode: str,
                     min_relative_score: float | None = None) -> SearchResponse:
-    hits = msgspec.convert(notebook.search(query, k=k, filters=filters, mode=mode, min_relative_score=min_relative_score),
-                           list[Hit], from_attributes=True)
+    opt_in = {} if min_relative_score is None else {"min_relative_score": min_relative_score}  # any Notebook-like search
+    hits = msgspec.convert(notebook.search(query, k=k, filters=filters, mode=mode, **opt_in), list[Hit], from_attributes=True)
     for hit, url in zip(hits, notebook.open_urls([(h.doc_id, h.start) for h in hits])):
         hit.open_url = url
     return SearchResponse(query=query, mode=mode, hits=hits)
