@@ -126,16 +126,17 @@ class QdrantStore:
     def _connect(self, QdrantClient, url, api_key, path, timeout):
         from . import qdrant_edge
 
+        if path is not None and not self.memory:
+            other = qdrant_edge.holds_client_data(path) if self.engine == "edge" else qdrant_edge.holds_edge_data(path)
+            if other:
+                raise StorageError(f"Qdrant folder {path} holds the other engine's data than {self.engine!r} "
+                                   f"(engines: {', '.join(ENGINES)}): open it with that one")
         try:
             if url is not None:
                 return QdrantClient(url=url, api_key=api_key or None, timeout=int(timeout))
             if self.memory:
                 return QdrantClient(location=MEMORY)
             Path(path).mkdir(parents=True, exist_ok=True)
-            other = qdrant_edge.holds_client_data(path) if self.engine == "edge" else qdrant_edge.holds_edge_data(path)
-            if other:
-                raise StorageError(f"Qdrant folder {path} holds the other engine's data than {self.engine!r} "
-                                   f"(engines: {', '.join(ENGINES)}): open it with that one")
             if self.engine == "edge":
                 return qdrant_edge.EdgeClient(path)
             return QdrantClient(path=str(path))
