@@ -112,8 +112,9 @@ def reference_bm25(texts: dict[int, str], query: str, avg_len: float) -> dict[in
     return scores
 
 
-def test_lexical_scores_are_bm25(tmp_path):
-    backend = QdrantBackend(path=tmp_path / "q", lexical_avg_len=6)
+@pytest.mark.parametrize("engine", ["client", "edge"])
+def test_lexical_scores_are_bm25(tmp_path, engine):
+    backend = QdrantBackend(path=tmp_path / "q", lexical_avg_len=6, engine=engine)
     try:
         gamma = doc_with("gamma.md", "Zebras and lions share the plains; zebras graze while lions rest.",
                          [("Zebras and lions share the plains;", EMBED.embed_batch(["a"])[0]),
