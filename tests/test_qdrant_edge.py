@@ -17,7 +17,8 @@ from ingest import Ingestor
 from retrieval import Counts, Notebook, StorageError
 from retrieval.qdrant_backend import QdrantBackend
 from service import wiring
-from service.settings import SettingsError, load_settings
+from retrieval.qdrant_store import ENGINES
+from service.settings import QDRANT_ENGINES, SettingsError, load_settings
 from tests.test_backend_contract import ALPHA, BETA, put
 from tests.test_qdrant import ROOT, SETTINGS, all_chunks, kill_9_during_ingests, questions
 
@@ -132,6 +133,7 @@ def test_settings_choose_the_edge_engine(tmp_path):
     finally:
         nb.close()
     assert load_settings({}).qdrant_engine == "client"
+    assert QDRANT_ENGINES == ENGINES  # the setting's choices are the store's
     with pytest.raises(SettingsError, match="NOTELOOM_QDRANT_ENGINE"):
         load_settings({"NOTELOOM_QDRANT_ENGINE": "server"})
 
