@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Qdrant backend (local mode) beside SQLite + FAISS.
+"""The Qdrant backend (local mode, and Qdrant's engine in process) beside SQLite + FAISS.
 
     .venv/bin/python bench/qdrant_bench.py                        # both parts
     .venv/bin/python bench/qdrant_bench.py --only chroma          # quality on the Chroma benchmark
@@ -19,7 +19,11 @@ latency: synthetic chunks (random unit 384-d vectors, 60 words each from a
 Zipf vocabulary: embedding 100k real chunks would take an hour on 2 cores) are
 written in batches of 256 to both backends (chunks/s, writes only), then 200
 dense and 200 three-word lexical queries (k=20, the candidates a k=5 search
-takes) give p50/p99 per backend. Writes bench/results/qdrant_bench.{json,md}.
+takes) give p50/p99 per backend. Backends: SQLite + FAISS, qdrant-client's local
+mode in memory (and in a folder up to --persisted-max chunks), and the edge
+engine (qdrant-edge-py) in a folder. Each row records the load average (1 min)
+before its writes and after its searches: the machine is shared. Writes
+bench/results/qdrant_bench.{json,md}.
 """
 
 from __future__ import annotations
@@ -197,7 +201,9 @@ def latency(work: Path, sizes: list[int], persisted_max: int, queries: int = 200
                   "qdrant-local :memory:": lambda: QdrantBackend(path=":memory:", lexical_avg_len=60)}
         if n <= persisted_max:
             makers["qdrant-local folder"] = lambda: QdrantBackend(path=work / f"qdrant-{n}", lexical_avg_len=60)
+        makers["qdrant-edge folder"] = lambda: QdrantBackend(path=work / f"edge-{n}", lexical_avg_len=60, engine="edge")
         for name, make in makers.items():
+            load_before = os.getloadavg()[0]
             backend = make()
             write_s = write_all(backend, docs)
             backend.warm()
@@ -206,7 +212,8 @@ def latency(work: Path, sizes: list[int], persisted_max: int, queries: int = 200
             d = timed(lambda q: backend.vector_search(q, 20), dense)
             # local mode scores sparse vectors in Python, point by point: fewer queries past 10k chunks
             lx = timed(lambda q: backend.lexical_search(q, 20), lexical[: queries if n <= 10_000 else 20])
-            row[name] = {"index": kind, "write_chunks_per_s": round(n / write_s), "dense": d, "lexical": lx}
+            row[name] = {"index": kind, "write_chunks_per_s": round(n / write_s), "dense": d, "lexical": lx,
+                         "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
             log(f"{n} chunks, {name}: {row[name]}")
             backend.close()
         out[str(n)] = row
@@ -232,10 +239,12 @@ def report(results: dict) -> str:
                   for name, r in c["modes"].items()]
         lines += ["", f"parity: {c['parity']}", ""]
     for n, row in results.get("latency", {}).items():
-        lines += [f"{n} synthetic chunks (384-d), k=20", "", "| backend | index | writes chunks/s | dense p50/p99 ms | lexical p50/p99 ms |",
-                  "|---|---|---:|---:|---:|"]
+        lines += [f"{n} synthetic chunks (384-d), k=20", "",
+                  "| backend | index | writes chunks/s | dense p50/p99 ms | lexical p50/p99 ms | load before / after |",
+                  "|---|---|---:|---:|---:|---:|"]
         lines += [f"| {name} | {r['index']} | {r['write_chunks_per_s']} | {r['dense']['p50_ms']} / {r['dense']['p99_ms']} | "
-                  f"{r['lexical']['p50_ms']} / {r['lexical']['p99_ms']} |" for name, r in row.items()]
+                  f"{r['lexical']['p50_ms']} / {r['lexical']['p99_ms']} | {' / '.join(map(str, r.get('load_1min', [])))} |"
+                  for name, r in row.items()]
         lines.append("")
     return "\n".join(lines)
 

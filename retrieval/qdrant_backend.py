@@ -1,5 +1,6 @@
 """Qdrant as a ``Backend`` (extra ``[qdrant]``): a Qdrant server or cluster by
-URL, or qdrant-client's local mode in a folder (one process at a time).
+URL, or a folder (one process at a time) opened by qdrant-client's local mode or,
+``engine="edge"``, by Qdrant's own engine in process (``qdrant-edge-py``).
 
 Three collections, named ``<prefix>_chunks``, ``<prefix>_documents`` and
 ``<prefix>_meta``. A chunk is a point (id = chunk id) with a dense vector
@@ -31,7 +32,8 @@ What a crash (kill -9 of the writer, at any instant) leaves, and why:
   that has any (id = document id), its BM25 sparse vector, its first chunk's id,
   tags and ``dirs``; it is rewritten from the commit record like the documents.
 - Durability is Qdrant's: a server acknowledges a write (``wait=True``) after its
-  write-ahead log holds it; local mode commits each point to SQLite.
+  write-ahead log holds it; local mode commits each point to SQLite; the edge
+  engine returns from a write once the shard's write-ahead log holds it.
 - Not given: readers in another process racing a commit may see the batch's
   documents appear one by one (each whole); the writer lock is a file lock in
   local mode and a per-process lock by URL, so writers on several machines must
@@ -68,12 +70,14 @@ CHUNK_FIELDS = ("doc_id", "source", "title", "idx", "start", "end", "token_count
 
 class QdrantBackend:
     """``Backend`` on Qdrant: ``url`` (with ``api_key``) for a server or cluster,
-    else ``path``, a folder for qdrant-client's local mode (``":memory:"``: none). ``prefix`` names the
+    else ``path``, a folder for qdrant-client's local mode (``":memory:"``: none), or with
+    ``engine="edge"`` for Qdrant's engine in process. ``prefix`` names the
     collections; ``lexical_avg_len`` is BM25's average chunk length in words."""
 
     def __init__(self, *, url: str | None = None, api_key: str | None = None, path: str | Path | None = None,
-                 prefix: str = "noteloom", timeout: float = 30.0, lexical_avg_len: float = 100.0) -> None:
-        self.store = QdrantStore(url=url, api_key=api_key, path=path, prefix=prefix, timeout=timeout)
+                 prefix: str = "noteloom", timeout: float = 30.0, lexical_avg_len: float = 100.0,
+                 engine: str = "client") -> None:
+        self.store = QdrantStore(url=url, api_key=api_key, path=path, prefix=prefix, timeout=timeout, engine=engine)
         self.path = None if url is not None or self.store.memory else Path(path)  # local mode's folder
         self.lexical_avg_len = lexical_avg_len
         self.notices: list[str] = []

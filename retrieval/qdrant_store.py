@@ -1,5 +1,6 @@
 """The one module that talks to qdrant-client (imported on first use): points,
-payload filters, the batch protocol of ``qdrant_backend`` and its recovery."""
+payload filters, the batch protocol of ``qdrant_backend`` and its recovery. With
+``engine="edge"`` the same calls reach Qdrant's engine in process (``qdrant_edge``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ CHECK_PROBLEMS = 20  # problems listed by check()
 PENDING = ("pending", "batch")
 NOTHING = object()  # a filter no chunk passes
 MEMORY = ":memory:"  # local mode without a folder: gone when closed
+ENGINES = ("client", "edge")  # how a folder is opened: qdrant-client's local mode, or qdrant-edge-py
 
 
 def dirs_of(source: str) -> list[str]:
@@ -67,10 +69,10 @@ def _qdrant():
 
 
 class _Shared:
-    """One local-mode client per folder in a process (qdrant-client locks the folder
-    against a second one), its calls one at a time (local mode has no locks of its own)."""
+    """One client per folder in a process (both engines lock the folder against a
+    second one), its calls one at a time (local mode has no locks of its own)."""
 
-    clients: dict[str, "_Shared"] = {}
+    clients: dict[tuple[str, str], "_Shared"] = {}  # by (folder, engine)
     guard = threading.Lock()
 
     def __init__(self, client: Any, lock: Any) -> None:
@@ -79,24 +81,30 @@ class _Shared:
 
 class QdrantStore:
     def __init__(self, *, url: str | None, api_key: str | None, path: str | Path | None, prefix: str,
-                 timeout: float) -> None:
+                 timeout: float, engine: str = "client") -> None:
         QdrantClient, self.m = _qdrant()
         if (url is None) == (path is None):
             raise ValueError("give the Qdrant backend either url (a server) or path (local mode), not both or neither")
         if not prefix.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"Qdrant collection prefix must be letters, digits, '-' or '_', got {prefix!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"Qdrant engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine == "edge" and (url is not None or str(path) == MEMORY):
+            raise ValueError("the Qdrant edge engine opens a folder: give path (not url, not ':memory:')")
         self.memory = str(path) == MEMORY
         self.identity = url or (f"{MEMORY}{id(self)}" if self.memory else str(Path(path).resolve()))
-        self.local = url is None
+        self.local = url is None  # a folder (or memory) of this process, one client shared in it
+        self.engine = engine
+        self.indexed = not (self.local and engine == "client")  # local mode has no payload indexes
         self.chunks_name, self.docs_name, self.meta_name, self.aliases_name = (
             f"{prefix}_{n}" for n in ("chunks", "documents", "meta", "aliases"))
         with _Shared.guard:
-            shared = _Shared.clients.get(self.identity) if self.local else None
+            shared = _Shared.clients.get((self.identity, engine)) if self.local else None
             if shared is None:
                 shared = _Shared(self._connect(QdrantClient, url, api_key, path, timeout),
                                  threading.RLock() if self.local else contextlib.nullcontext())
                 if self.local:
-                    _Shared.clients[self.identity] = shared
+                    _Shared.clients[(self.identity, engine)] = shared
             shared.users += 1
         self.shared = shared
         self._chunks_ready = False
@@ -107,7 +115,7 @@ class QdrantStore:
             if not self._call("collection_exists", self.aliases_name):  # a note's aliases, BM25 like chunks
                 self._call("create_collection", self.aliases_name, vectors_config={},
                            sparse_vectors_config={"lexical": self.m.SparseVectorParams(modifier=self.m.Modifier.IDF)})
-            if not self.local:
+            if self.indexed:
                 self._index(self.docs_name, {"source": "keyword", "dirs": "keyword", "collection": "keyword",
                                              "link_name": "keyword", "link_names": "keyword"})
                 self._index(self.aliases_name, {"doc_id": "integer", "tags": "keyword", "dirs": "keyword"})
@@ -116,12 +124,21 @@ class QdrantStore:
             raise
 
     def _connect(self, QdrantClient, url, api_key, path, timeout):
+        from . import qdrant_edge
+
+        if path is not None and not self.memory:
+            other = qdrant_edge.holds_client_data(path) if self.engine == "edge" else qdrant_edge.holds_edge_data(path)
+            if other:
+                raise StorageError(f"Qdrant folder {path} holds the other engine's data than {self.engine!r} "
+                                   f"(engines: {', '.join(ENGINES)}): open it with that one")
         try:
             if url is not None:
                 return QdrantClient(url=url, api_key=api_key or None, timeout=int(timeout))
             if self.memory:
                 return QdrantClient(location=MEMORY)
             Path(path).mkdir(parents=True, exist_ok=True)
+            if self.engine == "edge":
+                return qdrant_edge.EdgeClient(path)
             return QdrantClient(path=str(path))
         except RuntimeError as exc:  # the folder is held by another process
             raise StorageError(f"Qdrant local folder {path} is in use by another process ({exc}); local mode is "
@@ -132,7 +149,7 @@ class QdrantStore:
             try:
                 return getattr(self.shared.client, method)(*args, **kwargs)
             except Exception as exc:
-                if self.local:
+                if not self.indexed:  # qdrant-client's local mode: its own Python errors
                     raise
                 # unreachable server, refused key, rejected request: one line that names the server
                 raise StorageError(f"Qdrant at {self.identity}: {method} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
@@ -146,7 +163,7 @@ class QdrantStore:
             self.shared.users -= 1
             if self.shared.users == 0:
                 self.shared.client.close()
-                _Shared.clients.pop(self.identity, None)
+                _Shared.clients.pop((self.identity, self.engine), None)
 
     # --- meta -----------------------------------------------------------------
 
@@ -196,8 +213,8 @@ class QdrantStore:
         self._call("create_collection", self.chunks_name,
                    vectors_config={"dense": m.VectorParams(size=dim, distance=m.Distance.COSINE)},
                    sparse_vectors_config={"lexical": m.SparseVectorParams(modifier=m.Modifier.IDF)},
-                   on_disk_payload=not self.local)  # chunk texts stay on a server's disk, not in its RAM
-        if not self.local:
+                   on_disk_payload=self.indexed)  # chunk texts stay on the engine's disk, not in its RAM
+        if self.indexed:
             self._index(self.chunks_name, {"doc_id": "integer", "tags": "keyword", "dirs": "keyword", "version": "keyword"})
         self._chunks_ready = True
 

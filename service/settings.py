@@ -61,6 +61,16 @@ def _storage_backend(raw: str) -> str:
 
 
 STORAGE_BACKEND = Kind(f"one of {', '.join(STORAGE_BACKENDS)}", _storage_backend, str)
+QDRANT_ENGINES = ("client", "edge")  # retrieval.qdrant_store.ENGINES, without importing it
+
+
+def _qdrant_engine(raw: str) -> str:
+    if str(raw).strip().lower() not in QDRANT_ENGINES:
+        raise ValueError()
+    return str(raw).strip().lower()
+
+
+QDRANT_ENGINE = Kind(f"one of {', '.join(QDRANT_ENGINES)}", _qdrant_engine, str)
 
 
 EMBEDDING_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")  # runtime.AUTO and runtime.BACKENDS, without importing it
@@ -96,6 +106,8 @@ class Settings:
     qdrant_path: str | None = setting(None, "NOTELOOM_QDRANT_PATH", "folder of Qdrant's local mode (default: data_dir/qdrant)",
                                       OPTIONAL_NAME)
     qdrant_collection: str = setting("noteloom", "NOTELOOM_QDRANT_COLLECTION", "name prefix of the Qdrant collections", NAME)
+    qdrant_engine: str = setting("client", "NOTELOOM_QDRANT_ENGINE", "what opens qdrant_path: client (qdrant-client's local "
+                                 "mode) or edge (Qdrant's own engine in process, qdrant-edge-py)", QDRANT_ENGINE)
     allow_downloads: bool = setting(False, "NOTELOOM_ALLOW_DOWNLOADS", "let missing SD and CLIP weights be downloaded", FLAG)
     device: str | None = setting(None, "NOTELOOM_DEVICE", "torch device for SD and CLIP (default: CUDA, MPS, else CPU)", OPTIONAL_NAME)
     # --- threads

@@ -84,7 +84,7 @@ def storage_backend(s: Settings, folder: Path):
         return QdrantBackend(url=s.qdrant_url, api_key=s.qdrant_api_key,  # <- qdrant_url, qdrant_api_key
                              prefix=s.qdrant_collection)  # <- qdrant_collection
     return QdrantBackend(path=Path(s.qdrant_path) if s.qdrant_path else folder / "qdrant",  # <- qdrant_path
-                         prefix=s.qdrant_collection)  # <- qdrant_collection
+                         prefix=s.qdrant_collection, engine=s.qdrant_engine)  # <- qdrant_collection, qdrant_engine
 
 
 def llm_endpoint(s: Settings) -> "LLMConfig | None":

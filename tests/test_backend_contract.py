@@ -27,6 +27,7 @@ MODEL = "fake-hashing-32"
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "sqlite-faiss": SqliteFaissBackend,
     "qdrant-local": lambda folder: QdrantBackend(path=folder),
+    "qdrant-edge": lambda folder: QdrantBackend(path=folder, engine="edge"),
 }
 
 

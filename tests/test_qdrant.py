@@ -112,8 +112,9 @@ def reference_bm25(texts: dict[int, str], query: str, avg_len: float) -> dict[in
     return scores
 
 
-def test_lexical_scores_are_bm25(tmp_path):
-    backend = QdrantBackend(path=tmp_path / "q", lexical_avg_len=6)
+@pytest.mark.parametrize("engine", ["client", "edge"])
+def test_lexical_scores_are_bm25(tmp_path, engine):
+    backend = QdrantBackend(path=tmp_path / "q", lexical_avg_len=6, engine=engine)
     try:
         gamma = doc_with("gamma.md", "Zebras and lions share the plains; zebras graze while lions rest.",
                          [("Zebras and lions share the plains;", EMBED.embed_batch(["a"])[0]),
@@ -164,10 +165,10 @@ def write_notes(folder: Path, variant: int, notes: int = 4) -> None:
                                             encoding="utf-8")
 
 
-def ingest(store: Path, folder: Path, *, crash_at: int = 0) -> int:
-    """Ingest ``folder`` into Qdrant local mode at ``store``; with ``crash_at``, the
-    client's ``crash_at``-th write raises ``Crash`` instead of writing. Returns the writes made."""
-    backend = QdrantBackend(path=store)
+def ingest(store: Path, folder: Path, *, crash_at: int = 0, engine: str = "client") -> int:
+    """Ingest ``folder`` into the Qdrant folder ``store`` (local mode, or ``engine``); with ``crash_at``,
+    the client's ``crash_at``-th write raises ``Crash`` instead of writing. Returns the writes made."""
+    backend = QdrantBackend(path=store, engine=engine)
     client = backend.store.shared.client
     writes = [0]
     for name in ("upsert", "delete", "set_payload"):
@@ -187,8 +188,8 @@ def ingest(store: Path, folder: Path, *, crash_at: int = 0) -> int:
     return writes[0]
 
 
-def snapshot(store: Path) -> tuple[list[tuple], Counts]:
-    backend = QdrantBackend(path=store)  # opening finishes or undoes a batch left half done
+def snapshot(store: Path, engine: str = "client") -> tuple[list[tuple], Counts]:
+    backend = QdrantBackend(path=store, engine=engine)  # opening finishes or undoes a batch left half done
     try:
         report = backend.check()
         assert report.ok, report.problems
@@ -199,23 +200,24 @@ def snapshot(store: Path) -> tuple[list[tuple], Counts]:
         backend.close()
 
 
-def test_a_crash_at_every_write_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("engine", ["client", "edge"])
+def test_a_crash_at_every_write_loses_and_duplicates_nothing(tmp_path, engine):
     folder, clean = tmp_path / "notes", tmp_path / "clean"
     write_notes(folder, 1)
-    ingest(clean, folder)
+    ingest(clean, folder, engine=engine)
     write_notes(folder, 2)  # edits, removes and adds notes
-    total = ingest(clean, folder)
-    expected = snapshot(clean)
+    total = ingest(clean, folder, engine=engine)
+    expected = snapshot(clean, engine)
     assert total >= 10
     for crash_at in range(1, total + 1):
         store = tmp_path / f"crashed-{crash_at}"
         write_notes(folder, 1)
-        ingest(store, folder)
+        ingest(store, folder, engine=engine)
         write_notes(folder, 2)
-        assert ingest(store, folder, crash_at=crash_at) == crash_at
-        snapshot(store)
-        ingest(store, folder)
-        assert snapshot(store) == expected, f"crashed at write {crash_at}"
+        assert ingest(store, folder, crash_at=crash_at, engine=engine) == crash_at
+        snapshot(store, engine)
+        ingest(store, folder, engine=engine)
+        assert snapshot(store, engine) == expected, f"crashed at write {crash_at}"
 
 
 CHILD = textwrap.dedent("""
@@ -225,7 +227,7 @@ CHILD = textwrap.dedent("""
     from retrieval.qdrant_backend import QdrantBackend
     from tests.test_backend_contract import EMBED
 
-    nb = Notebook(sys.argv[1], embedder=EMBED, backend=QdrantBackend(path=sys.argv[1]))
+    nb = Notebook(sys.argv[1], embedder=EMBED, backend=QdrantBackend(path=sys.argv[1], engine=sys.argv[3]))
     print("ready", flush=True)
     Ingestor(nb, ChunkSettings.of("recursive", max_tokens=24, overlap=0), batch_chunks=3).ingest_paths([sys.argv[2]], prune=True)
     print("done", flush=True)
@@ -233,26 +235,32 @@ CHILD = textwrap.dedent("""
 
 
 def test_kill_9_during_an_ingest_into_local_mode(tmp_path):
+    kill_9_during_ingests(tmp_path, "client")
+
+
+def kill_9_during_ingests(tmp_path: Path, engine: str) -> None:
+    """kill -9 of a child ingesting into ``store`` at three random instants; each time the store
+    opens consistent, and a last ingest gives exactly what a clean one does."""
     folder, clean, store = tmp_path / "notes", tmp_path / "clean", tmp_path / "store"
     write_notes(folder, 2, notes=40)
-    ingest(clean, folder)
-    expected = snapshot(clean)
+    ingest(clean, folder, engine=engine)
+    expected = snapshot(clean, engine)
     rng = random.Random(15)
     killed_mid_ingest = 0
     for variant in (1, 2, 3):
         write_notes(folder, variant, notes=40)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(store), str(folder)], stdout=subprocess.PIPE, text=True,
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(store), str(folder), engine], stdout=subprocess.PIPE, text=True,
                                  env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert child.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.2, 1.5))
         killed_mid_ingest += child.poll() is None
         child.send_signal(signal.SIGKILL)
         child.wait(60)
-        snapshot(store)
+        snapshot(store, engine)
     assert killed_mid_ingest >= 2, "the kills should land during the ingest"
     write_notes(folder, 2, notes=40)
-    ingest(store, folder)
-    assert snapshot(store) == expected
+    ingest(store, folder, engine=engine)
+    assert snapshot(store, engine) == expected
 
 
 def test_local_mode_refuses_a_second_process_clearly(tmp_path):
