@@ -36,6 +36,7 @@ work raises ``IngestError`` quoting it.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -111,9 +112,9 @@ class RayEngine:
                     # Workers at the driver's priority, as a local ingest runs: at Ray's default niceness (15)
                     # the actors yielded their CPUs to any other busy process on the machine.
                     ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
-                             _system_config={"worker_niceness": 0})
-                else:
-                    ray.init(address=self.address, log_to_driver=False)
+                             logging_level=logging.ERROR, _system_config={"worker_niceness": 0})
+                else:  # Ray's start-up notices (a local instance started, token authentication) are not the user's
+                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayIngestError(f"cannot start or reach Ray at {self.address or 'a new local instance'}: {exc}") from exc
             self._started = True
