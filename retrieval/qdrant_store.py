@@ -141,7 +141,8 @@ class QdrantStore:
                 return qdrant_edge.EdgeClient(path)
             return QdrantClient(path=str(path))
         except RuntimeError as exc:  # the folder is held by another process
-            raise StorageError(f"Qdrant local folder {path} is in use by another process ({exc}); local mode is "
+            mode = "the edge engine" if self.engine == "edge" else "local mode"
+            raise StorageError(f"Qdrant local folder {path} is in use by another process ({exc}); {mode} is "
                                "one process at a time: use a Qdrant server for more") from None
 
     def _call(self, method: str, *args, **kwargs):

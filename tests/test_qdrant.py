@@ -37,15 +37,16 @@ def all_chunks(backend: QdrantBackend) -> list[tuple]:
     return sorted((cid, c.doc_id, c.start, c.end, c.text) for cid, c in backend.chunks(ids).items())
 
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory, notes_dir):
-    """The sample notes ingested alike into SQLite + FAISS and into Qdrant local mode (real MiniLM vectors)."""
+@pytest.fixture(scope="module", params=["client", "edge"])
+def twins(tmp_path_factory, notes_dir, request):
+    """The sample notes ingested alike into SQLite + FAISS and into a Qdrant folder, opened by
+    qdrant-client's local mode or by Qdrant's own engine in process (real MiniLM vectors)."""
     from runtime import get_embedder
 
     embedder = get_embedder()
-    root = tmp_path_factory.mktemp("twins")
+    root = tmp_path_factory.mktemp(f"twins-{request.param}")
     faiss_nb = Notebook(root / "faiss", embedder=embedder)
-    qdrant_nb = Notebook(root / "unused", embedder=embedder, backend=QdrantBackend(path=root / "qdrant"))
+    qdrant_nb = Notebook(root / "unused", embedder=embedder, backend=QdrantBackend(path=root / "qdrant", engine=request.param))
     for nb in (faiss_nb, qdrant_nb):
         Ingestor(nb, SETTINGS).ingest_paths([notes_dir])
     yield faiss_nb, qdrant_nb

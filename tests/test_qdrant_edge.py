@@ -1,78 +1,23 @@
 """The Qdrant backend on Qdrant's own engine in process (``engine="edge"``,
-qdrant-edge-py): parity with SQLite + FAISS on the sample notes, kill -9 during
-an ingest, one process per folder, and its setting. The contract suite
-(test_backend_contract.py) and the crash at every write (test_qdrant.py) run on
-it too."""
+qdrant-edge-py): kill -9 during an ingest, one process per folder, and its
+setting. The contract suite (test_backend_contract.py), and the parity with
+SQLite + FAISS and the crash at every write (test_qdrant.py) run on it too."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from ingest import Ingestor
-from retrieval import Counts, Notebook, StorageError
+from retrieval import Counts, StorageError
 from retrieval.qdrant_backend import QdrantBackend
-from service import wiring
 from retrieval.qdrant_store import ENGINES
+from service import wiring
 from service.settings import QDRANT_ENGINES, SettingsError, load_settings
 from tests.test_backend_contract import ALPHA, BETA, put
-from tests.test_qdrant import ROOT, SETTINGS, all_chunks, kill_9_during_ingests, questions
-
-
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory, notes_dir):
-    """The sample notes ingested alike into SQLite + FAISS and into an edge shard folder (real MiniLM vectors)."""
-    from runtime import get_embedder
-
-    embedder = get_embedder()
-    root = tmp_path_factory.mktemp("edge-twins")
-    faiss_nb = Notebook(root / "faiss", embedder=embedder)
-    edge_nb = Notebook(root / "unused", embedder=embedder, backend=QdrantBackend(path=root / "edge", engine="edge"))
-    for nb in (faiss_nb, edge_nb):
-        Ingestor(nb, SETTINGS).ingest_paths([notes_dir])
-    yield faiss_nb, edge_nb
-    faiss_nb.close()
-    edge_nb.close()
-
-
-def test_the_same_notes_give_the_same_chunks(twins):
-    faiss_nb, edge_nb = twins
-    assert faiss_nb.counts() == edge_nb.counts() and faiss_nb.counts().chunks > 50
-    rows = faiss_nb.store.db.execute("SELECT id, doc_id, start, end, text FROM chunks").fetchall()
-    assert sorted(rows) == all_chunks(edge_nb.backend)
-    assert edge_nb.check().ok
-
-
-def test_dense_top5_equals_faiss_flat_and_hybrid_overlaps(twins):
-    faiss_nb, edge_nb = twins
-    assert faiss_nb.index().kind == "flat"
-    overlaps = []
-    for question in questions():
-        dense = [[h.chunk_id for h in nb.search(question, k=5, mode="dense")] for nb in twins]
-        assert dense[0] == dense[1], question
-        hybrid = [{h.chunk_id for h in nb.search(question, k=5, mode="hybrid")} for nb in twins]
-        overlaps.append(len(hybrid[0] & hybrid[1]) / 5)
-    assert len(overlaps) >= 15 and sum(overlaps) / len(overlaps) >= 0.8, overlaps
-
-
-def test_dense_scores_are_cosine_like_faiss(twins):
-    faiss_nb, _ = twins
-    vector = faiss_nb.embed(["how do I pick a chunk size"])[0]
-    a, b = (nb.backend.vector_search(vector, 10) for nb in twins)
-    assert [i for i, _ in a] == [i for i, _ in b]
-    assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)
-
-
-def test_citations_slice_their_documents(twins):
-    _, edge_nb = twins
-    for question in questions()[:6]:
-        for mode in ("hybrid", "lexical"):
-            for hit in edge_nb.search(question, k=5, mode=mode):
-                assert edge_nb.document(hit.doc_id).text[hit.start:hit.end] == hit.text
+from tests.test_qdrant import ROOT, kill_9_during_ingests
 
 
 def test_kill_9_during_an_ingest_into_the_edge_engine(tmp_path):
