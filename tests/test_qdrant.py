@@ -303,11 +303,11 @@ def test_settings_choose_the_backend(tmp_path):
         load_settings({"NOTELOOM_BACKEND": "milvus"})
 
 
-def test_importing_the_backend_loads_no_qdrant_client():
-    code = "import sys, retrieval.qdrant_backend; print('qdrant_client' in sys.modules)"
+def test_importing_the_backend_loads_neither_qdrant_client_nor_the_edge_engine():
+    code = "import sys, retrieval.qdrant_backend; print([m for m in ('qdrant_client', 'qdrant_edge') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                          capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 def test_readers_in_the_same_process_share_one_local_client(tmp_path):

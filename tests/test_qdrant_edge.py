@@ -83,13 +83,6 @@ def test_settings_choose_the_edge_engine(tmp_path):
         load_settings({"NOTELOOM_QDRANT_ENGINE": "server"})
 
 
-def test_importing_the_backend_loads_no_edge_engine():
-    code = "import sys, retrieval.qdrant_backend; print('qdrant_edge' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                         capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "False", out.stderr
-
-
 def test_closing_one_reader_leaves_the_other_open(tmp_path):
     first, second = (QdrantBackend(path=tmp_path / "q", engine="edge") for _ in range(2))
     put(first, ALPHA, BETA)
