@@ -264,11 +264,12 @@ def kill_9_during_ingests(tmp_path: Path, engine: str) -> None:
     assert snapshot(store, engine) == expected
 
 
-def test_local_mode_refuses_a_second_process_clearly(tmp_path):
-    backend = QdrantBackend(path=tmp_path / "q")
+@pytest.mark.parametrize("engine", ["client", "edge"])
+def test_a_second_process_on_a_folder_is_refused_clearly(tmp_path, engine):
+    backend = QdrantBackend(path=tmp_path / "q", engine=engine)
     try:
         other = subprocess.run([sys.executable, "-c", "import sys; from retrieval.qdrant_backend import QdrantBackend; "
-                                "QdrantBackend(path=sys.argv[1])", str(tmp_path / "q")],
+                                "QdrantBackend(path=sys.argv[1], engine=sys.argv[2])", str(tmp_path / "q"), engine],
                                env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
         assert other.returncode == 1 and "StorageError" in other.stderr and "one process at a time" in other.stderr
     finally:

@@ -40,17 +40,6 @@ def test_what_a_write_acknowledged_survives_a_kill_9_without_close(tmp_path):
         backend.close()
 
 
-def test_a_second_process_is_refused_clearly(tmp_path):
-    backend = QdrantBackend(path=tmp_path / "q", engine="edge")
-    try:
-        other = subprocess.run([sys.executable, "-c", "import sys; from retrieval.qdrant_backend import QdrantBackend; "
-                                "QdrantBackend(path=sys.argv[1], engine='edge')", str(tmp_path / "q")],
-                               env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
-        assert other.returncode == 1 and "StorageError" in other.stderr and "one process at a time" in other.stderr
-    finally:
-        backend.close()
-
-
 def test_a_folder_opens_only_with_the_engine_that_wrote_it(tmp_path):
     for writer, reader in (("client", "edge"), ("edge", "client")):
         folder = tmp_path / writer
