@@ -26,8 +26,12 @@ D, either or both), ``merge`` / ``merge-fill`` joins a hit overlapping or touchi
 a higher-ranked one of the same document into it (``-fill`` reads on until k),
 ``passage:CHARS[:FROM_RANK[:MIN_CHARS]]`` scores Chroma by each hit's best run of
 whole sentences of at most CHARS characters (query terms weighted by IDF over the
-chunks) grown to MIN_CHARS, from rank FROM_RANK on; ``min-relative:F`` is
-``Searcher.search(min_relative_score=F)`` itself; ``chunks`` is the hits as they are.
+chunks) grown to MIN_CHARS, from rank FROM_RANK on; ``narrow:F:CHARS[:MIN_CHARS]``
+keeps the top k in their order and narrows the hits failing ``cutoff:either:F:F`` to
+such a passage (the sets scored by it too); ``agree:N`` applies the cutoff only when
+the first hit is among the top N of both the dense and the BM25 list;
+``min-relative:F`` is ``Searcher.search(min_relative_score=F)`` itself (its default
+cutoff); ``chunks`` is the hits as they are.
 ``--context prev|next|prev+next`` embeds each chunk with its neighbouring
 sentence(s). ``--record CHROMA_DATA SETS_ROOT --fraction F`` scores
 ``Notebook.search(min_relative_score=F)`` over folders the CLI ingested
@@ -174,10 +178,11 @@ class embedding_context:
 
 
 def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tuple[float, ...]) -> list[Hit]:
-    """``Searcher.search`` in hybrid mode with weighted fusion; ``weights`` may go on with
-    the RRF constant and the candidates per list (``dense:lexical[:rrf_k[:depth]]``)."""
+    """``Searcher.search`` in hybrid mode with weighted fusion, without a cutoff; ``weights``
+    may go on with the RRF constant and the candidates per list (``dense:lexical[:rrf_k[:depth]]``);
+    the named notes' list counts ``NAMED_WEIGHT`` times the dense weight, as in ``Searcher``."""
     from retrieval import fuse
-    from retrieval.search import RRF_K
+    from retrieval.search import NAMED_WEIGHT, RRF_K
 
     dense_w, lexical_w, *rest = weights
     rrf_k = rest[0] if rest else RRF_K
@@ -186,7 +191,8 @@ def search(notebook, embedder: CachedEmbedder, query: str, k: int, weights: tupl
     query = query.strip()
     dense = backend.vector_search(embedder.embed_batch([query])[0], depth, None)
     lexical = backend.lexical_search(query, depth, None)
-    ranked = fuse([dense, lexical], k=rrf_k, weights=(dense_w, lexical_w))[: k * 2]
+    named = backend.named_search(query, depth, None)
+    ranked = fuse([dense, lexical, named], k=rrf_k, weights=(dense_w, lexical_w, NAMED_WEIGHT * dense_w))[: k * 2]
     rows = backend.chunks(cid for cid, _ in ranked)
     hits = [Hit(r.source, r.start, r.end, r.text) for cid, _ in ranked if (r := rows.get(cid)) is not None]
     return hits[:k]
@@ -254,10 +260,13 @@ class Focus:
     merge: str | None = None  # "merge" or "merge-fill"
     passage: tuple[int, int, int] | None = None  # (max chars, from rank, min chars)
     relative: float | None = None  # Searcher.search(min_relative_score=...) itself
+    narrow: tuple | None = None  # (fraction, max chars, min chars): weak hits narrowed to a passage, ranks kept
+    agree: int = 0  # cut only when the top hit is within the top N of both lists (0: always)
 
 
 def parse_focus(spec: str) -> Focus:
-    cutoff = merge = passage = relative = None
+    cutoff = merge = passage = relative = narrow = None
+    agree = 0
     for step in spec.split("+"):
         name, *args = step.split(":")
         if name == "cutoff" and len(args) == 2 and args[0] in ("fused", "dense", "lexical"):
@@ -266,24 +275,30 @@ def parse_focus(spec: str) -> Focus:
             cutoff = (args[0], float(args[1]), float(args[2]))
         elif name == "min-relative" and len(args) == 1:
             relative = float(args[0])
+        elif name == "agree" and len(args) == 1:
+            agree = int(args[0])
+        elif name == "narrow" and 2 <= len(args) <= 3:
+            narrow = (float(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else 0)
         elif name in ("merge", "merge-fill") and not args:
             merge = name
         elif name == "passage" and 1 <= len(args) <= 3:
             passage = (int(args[0]), int(args[1]) if len(args) > 1 else 1, int(args[2]) if len(args) > 2 else 0)
         elif name != "chunks":
             raise SystemExit(f"--focus: unknown step {step!r}")
-    return Focus(spec, cutoff, merge, passage, relative)
+    return Focus(spec, cutoff, merge, passage, relative, narrow, agree)
 
 
 def candidates(notebook, embedder, query: str, k: int, weights) -> list[Candidate]:
     """The top ``2k`` fused hits with their dense and lexical scores (``search``'s candidate lists)."""
     from retrieval import fuse
+    from retrieval.search import NAMED_WEIGHT
 
     backend, n = notebook.backend, max(k * 4, 20)
     query = query.strip()
     dense = backend.vector_search(embedder.embed_batch([query])[0], n, None)
     lexical = backend.lexical_search(query, n, None)
-    ranked = fuse([dense, lexical], weights=weights)[: k * 2]
+    named = backend.named_search(query, n, None)
+    ranked = fuse([dense, lexical, named], weights=(*weights[:2], NAMED_WEIGHT * weights[0]))[: k * 2]
     rows, d, l = backend.chunks(cid for cid, _ in ranked), dict(dense), dict(lexical)
     # A hit missing from a list scored at most that list's last score: the bound stands in for it.
     floor_d, floor_l = (dense[-1][1] if dense else 0.0), (lexical[-1][1] if lexical else 0.0)
@@ -397,7 +412,21 @@ class TermWeights:
 
 def focused(cands: list[Candidate], k: int, focus: Focus, docs: dict[str, str], query: str,
             weights: TermWeights | None) -> list[tuple[str, int, int]]:
-    spans = apply_merge(apply_cutoff(cands, focus.cutoff), k, focus.merge, docs)
+    if focus.narrow is not None:
+        fraction, max_chars, min_chars = focus.narrow
+        strong = apply_cutoff(cands, ("either", fraction, fraction))
+        terms = weights.of(query)
+        return [(c.source, c.start, c.end) if any(c is s for s in strong)
+                else (c.source, *best_passage(docs[c.source], c.start, c.end, terms, max_chars, min_chars))
+                for c in cands[:k]]
+    cutoff = focus.cutoff
+    if focus.agree and cands:
+        top = cands[0]
+        dense_rank = sum(c.dense > top.dense for c in cands)
+        lexical_rank = sum(c.lexical > top.lexical for c in cands)
+        if max(dense_rank, lexical_rank) >= focus.agree:
+            cutoff = None
+    spans = apply_merge(apply_cutoff(cands, cutoff), k, focus.merge, docs)
     if focus.passage is None:
         return [tuple(s) for s in spans]
     max_chars, from_rank, min_chars = focus.passage
@@ -410,12 +439,14 @@ def searched(notebook, embedder, query: str, k: int, weights, fraction: float) -
     """``Searcher.search`` itself with ``min_relative_score`` (fusion weights must be 1:w)."""
     from retrieval import Searcher
 
-    searcher = Searcher(notebook.backend, embedder.embed_batch, lexical_weight=weights[1] / weights[0])
+    searcher = Searcher(notebook.backend, embedder.embed_batch, lexical_weight=weights[1] / weights[0], min_relative_score=0)
     return [(Path(h.source).stem, h.start, h.end) for h in searcher.search(query, k, min_relative_score=fraction)]
 
 
 def score_focus(chroma_cands, set_cands, focus: Focus, corpora, questions, labelled, terms: TermWeights, books,
                 embedder, fusion) -> dict:
+    set_terms = {name: TermWeights(books[name]) for name in SETS} if focus.narrow else {}
+
     def spans_of(name, cands, k, focus, docs, query, weights):
         if focus.relative is not None:
             return searched(books[name], embedder, query, k, fusion, focus.relative)
@@ -432,8 +463,8 @@ def score_focus(chroma_cands, set_cands, focus: Focus, corpora, questions, label
     for name in SETS:
         docs, ranks = labelled[name]["documents"], []
         for q, cands in zip(labelled[name]["questions"], set_cands[name]):
-            spans = spans_of(name, cands, 10, Focus(focus.label, focus.cutoff, focus.merge, None, focus.relative), docs,
-                             q["question"], None)
+            spans = spans_of(name, cands, 10, Focus(focus.label, focus.cutoff, focus.merge, None, focus.relative, focus.narrow, focus.agree),
+                             docs, q["question"], set_terms[name] if focus.narrow else None)
             hits = [Hit(s, a, b, docs[s][a:b]) for s, a, b in spans]
             ranks.append(evalsets.rank_of_gold(hits, q, docs))
         found = [r for r in ranks if r is not None]

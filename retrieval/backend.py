@@ -93,6 +93,10 @@ class Backend(Protocol):
 
     def lexical_search(self, text: str, k: int, where: Filter | None = None) -> Ranking: ...
 
+    def named_search(self, text: str, k: int, where: Filter | None = None) -> Ranking:
+        """The chunks of the notes ``text`` names by their file name (``vault.names_in``,
+        ``vault.named_documents``), ranked by BM25 of its other words (``vault.without_names``)."""
+
     def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
         """The chunks that still exist among ``ids``."""
 

@@ -23,7 +23,7 @@ from . import vault
 from .errors import DocumentNotFoundError, EmbeddingMismatchError
 from .locking import check_timeout
 from .records import Counts, Document, DocumentInfo, DocumentSummary, Filter, Hit, NoteLinks
-from .search import LEXICAL_WEIGHT, Searcher
+from .search import LEXICAL_WEIGHT, MIN_RELATIVE_SCORE, Searcher
 from .sqlite_faiss import SqliteFaissBackend
 
 DEFAULT_DATA_DIR = ".noteloom"
@@ -48,12 +48,14 @@ class Notebook:
     ``backend``: where documents and vectors live, instead of SQLite + FAISS in ``folder``.
     ``lexical_weight``: how many times BM25's ranking counts against the dense
     ranking's in hybrid search (reciprocal rank fusion).
+    ``min_relative_score``: hybrid search's cutoff when a search gives none (0: none;
+    ``Searcher.search``).
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, *, embedding_model: str | None = None,
                  default_embedding_model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
                  llm: LLMConfig | Mapping[str, Any] | None = None, backend: Backend | None = None,
-                 lexical_weight: float = LEXICAL_WEIGHT) -> None:
+                 lexical_weight: float = LEXICAL_WEIGHT, min_relative_score: float = MIN_RELATIVE_SCORE) -> None:
         self.folder = resolve_data_dir(folder)
         self.backend: Backend = backend if backend is not None else SqliteFaissBackend(self.folder)
         self.write_timeout: float | None = None  # longest wait for another writer; None: as long as it takes
@@ -68,7 +70,7 @@ class Notebook:
             )
         self._embedder = embedder
         self.searcher = Searcher(self.backend, lambda texts: self.embed(texts),  # late-bound: embed may be wrapped
-                                 lexical_weight=lexical_weight)
+                                 lexical_weight=lexical_weight, min_relative_score=min_relative_score)
 
     # --- embedding ------------------------------------------------------------
 

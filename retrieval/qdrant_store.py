@@ -189,6 +189,21 @@ class QdrantStore:
         where = self.m.Filter(must=[self._match(k, v) for k, v in match.items()]) if match else None
         return [{**p, "id": i} if with_ids else p for i, p in self._scroll(self.docs_name, list(fields), where)]
 
+    def documents_named(self, keys: Sequence[str]) -> list[tuple[str, int]]:
+        """(name key, id) of the documents whose ``link_name`` is one of ``keys``."""
+        if not keys:
+            return []
+        where = self.m.Filter(must=[self.m.FieldCondition(key="link_name", match=self.m.MatchAny(any=list(keys)))])
+        return [(p["link_name"], i) for i, p in self._scroll(self.docs_name, ["link_name"], where)]
+
+    def within_documents(self, where: Any, doc_ids: Sequence[int]) -> Any:
+        """``where`` (a filter, None or NOTHING) narrowed to the chunks of ``doc_ids``."""
+        if where is NOTHING:
+            return NOTHING
+        must = [*(where.must or [])] if where is not None else []
+        must.append(self.m.FieldCondition(key="doc_id", match=self.m.MatchAny(any=list(doc_ids))))
+        return self.m.Filter(must=must)
+
     def document_payload(self, doc_id: int, fields: Sequence[str]) -> dict | None:
         return self.documents_by_id([doc_id], fields).get(doc_id)
 

@@ -92,6 +92,10 @@ class SqliteFaissBackend:
         with self._guard("searching"):
             return self.store.lexical(text, k, self._allowed(where))
 
+    def named_search(self, text: str, k: int, where: Filter | None = None) -> list[tuple[int, float]]:
+        with self._guard("searching"):
+            return self.store.named(text, k, self._allowed(where))
+
     def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
         with self._guard("searching"):
             return self.store.chunks(ids)

@@ -20,7 +20,7 @@ from .errors import DocumentNotFoundError
 from .records import (LEGACY_COLLECTION, Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord,
                       DocumentSummary, Known, LinkOut, NoteLinks, StoredChunk, chunk_id, document_id, source_name,
                       stable_id)
-from .vault import name_key, resolve
+from .vault import name_key, named_documents, names_in, resolve, without_names
 
 __all__ = ["LEGACY_COLLECTION", "ChunkRecord", "Collection", "DocumentRecord", "Known", "Store", "chunk_id",
            "document_id", "source_name", "stable_id"]
@@ -337,14 +337,9 @@ class Store:
 
     def lexical(self, query: str, k: int, allowed: set[int] | None = None) -> list[tuple[int, float]]:
         """BM25 over chunk text (SQLite FTS5); higher score is better."""
-        terms = [t for t in _FTS_TERM.findall(query.lower()) if t not in _STOPWORDS]
-        if not terms:
+        match = self._match(query)
+        if match is None:
             return []
-        if len(terms) > 1:
-            common = self.common_terms(terms)
-            if len(common) < len(set(terms)):
-                terms = [t for t in terms if t not in common]
-        match = " OR ".join(f'"{t}"' for t in terms)
         limit = k if allowed is None else max(k * 20, 200)
         rows = self.db.execute(
             "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
@@ -353,6 +348,39 @@ class Store:
         hits = [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed]
         hits = self._with_aliases(hits, match, limit, allowed)
         return hits[:k]
+
+    def named(self, query: str, k: int, allowed: set[int] | frozenset[int] | None = None) -> list[tuple[int, float]]:
+        """The chunks of the notes ``query`` names (``vault.names_in``), ranked by BM25 of
+        its other words; empty when it names none or has no other word."""
+        keys = names_in(query)
+        found = []
+        for at in range(0, len(keys), _NAME_BATCH):
+            batch = keys[at:at + _NAME_BATCH]
+            found += self.db.execute(f"SELECT link_name, id FROM documents WHERE link_name IN ({','.join('?' * len(batch))})",
+                                     batch).fetchall()
+        named = named_documents(found, _STOPWORDS)
+        match = self._match(without_names(query, named)) if named else None
+        if match is None:
+            return []
+        doc_ids = sorted({i for ids in named.values() for i in ids})
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN "
+            f"(SELECT id FROM chunks WHERE doc_id IN ({','.join('?' * len(doc_ids))})) ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, *doc_ids, k if allowed is None else max(k * 20, 200)),
+        ).fetchall()
+        return [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed][:k]
+
+    def _match(self, query: str) -> str | None:
+        """The FTS5 query of ``query``'s words: stop words left out, and words most chunks
+        hold too while rarer ones remain; None when no word is left."""
+        terms = [t for t in _FTS_TERM.findall(query.lower()) if t not in _STOPWORDS]
+        if not terms:
+            return None
+        if len(terms) > 1:
+            common = self.common_terms(terms)
+            if len(common) < len(set(terms)):
+                terms = [t for t in terms if t not in common]
+        return " OR ".join(f'"{t}"' for t in terms)
 
     def _with_aliases(self, hits: list[tuple[int, float]], match: str, limit: int,
                       allowed: set[int] | frozenset[int] | None) -> list[tuple[int, float]]:
@@ -458,6 +486,7 @@ def _stem(term: str) -> str:
     return _stemmer().stem(term)
 
 
+_NAME_BATCH = 900  # name keys per lookup, under SQLite's bound on parameters
 _FTS_TERM = re.compile(r"[\w][\w\-']*", re.UNICODE)
 _STOPWORDS = frozenset(
     "a an and are as at be by do does for from how i if in is it its of on or should that the this to was what when "

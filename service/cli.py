@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--tag", action="append", default=[], help="only documents with this front-matter tag")
     search.add_argument("--min-relative-score", type=float, default=None, metavar="F",
                         help="fewer hits when the rest are weak: after the first, keep a hit only if its BM25 score "
-                             "or cosine is at least F (0 < F <= 1) times the best")
+                             "or cosine is at least F (0 <= F <= 1) times the best (hybrid: only when the first hit "
+                             "leads both rankings); default: the min_relative_score setting for hybrid, 0: never")
     search.add_argument("--json", action="store_true")
     search.set_defaults(handler=cmd_search)
 

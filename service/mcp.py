@@ -42,9 +42,10 @@ MIME_BY_KIND = {"markdown": "text/markdown", "html": "text/plain", "text": "text
 Query = Annotated[str, Field(max_length=models.MAX_QUERY_CHARS, description="what to look for")]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="how many passages")]
 Mode = Literal["hybrid", "dense", "lexical"]
-MinRelativeScore = Annotated[float, Field(gt=0, le=1, description=(
+MinRelativeScore = Annotated[float, Field(ge=0, le=1, description=(
     "return fewer passages when the rest score far below the best: after the first, a passage stays only if its "
-    "BM25 score or cosine is at least this fraction of the best"))]
+    "BM25 score or cosine is at least this fraction of the best (hybrid: only when the first passage leads both "
+    "rankings); omitted: the server's setting for hybrid search, 0: never"))]
 Offset = Annotated[int, Field(ge=0, le=models.MAX_OFFSET)]
 Source = Annotated[str, Field(min_length=1, max_length=MAX_COLLECTION_CHARS + 1 + MAX_SOURCE_CHARS,
                               description="collection/path, as hits and citations name it")]

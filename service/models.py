@@ -41,7 +41,8 @@ Name = Annotated[str, Meta(max_length=MAX_NAME_CHARS)]
 Query = Annotated[str, Meta(max_length=MAX_QUERY_CHARS)]
 K = Annotated[int, Meta(ge=1, le=MAX_K)]
 # retrieval.Searcher.search's min_relative_score: fewer hits when the rest score far below the best
-MinRelativeScore = Annotated[float, Meta(gt=0, le=1)]
+# (omitted: the server's own for hybrid search; 0: none)
+MinRelativeScore = Annotated[float, Meta(ge=0, le=1)]
 Seed = Annotated[int, Meta(ge=0, le=MAX_SEED)]
 Side = Annotated[int, Meta(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)]
 

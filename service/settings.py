@@ -138,6 +138,9 @@ class Settings:
     lexical_weight: float = setting(3.0, "NOTELOOM_LEXICAL_WEIGHT",
                                     "hybrid search: BM25's ranking counts this many times the dense ranking's",
                                     number(0, 100))
+    min_relative_score: float = setting(0.86, "NOTELOOM_MIN_RELATIVE_SCORE",
+                                        "hybrid search: when the first hit leads both rankings, leave out hits under "
+                                        "this share of the best scores; 0: never", number(0, 1))
     # --- the HTTP server
     api_key: str = setting("", "NOTELOOM_API_KEY", "key every endpoint but /health needs; empty: none", SECRET)
     max_generations: int = setting(1, "NOTELOOM_MAX_GENERATIONS", "image generations running at once", whole(1, 64))

@@ -71,7 +71,7 @@ def notebook(s: Settings, folder: str | Path | None = None) -> "Notebook":
     return Notebook(folder,
                     default_embedding_model=runtime.embedder_spec(s.embedding_model, s.embedding_backend),  # <- embedding_model, embedding_backend
                     llm=llm_endpoint(s), backend=storage_backend(s, folder),
-                    lexical_weight=s.lexical_weight)  # <- lexical_weight
+                    lexical_weight=s.lexical_weight, min_relative_score=s.min_relative_score)  # <- lexical_weight, min_relative_score
 
 
 def storage_backend(s: Settings, folder: Path):

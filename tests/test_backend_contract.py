@@ -208,6 +208,29 @@ def test_lexical_search_finds_words_best_first(backend):
     assert backend.lexical_search("quasar", 5) == [] and len(backend.lexical_search("like", 1)) == 1
 
 
+def test_named_search_ranks_the_notes_a_query_names_by_its_other_words(backend):
+    kettle = doc_with("Tea Kettle.md", "The handle gets hot. Water boils fast. Tea tastes of water.",
+                      [("The handle gets hot.", axis(3)), ("Water boils fast.", axis(4)), ("Tea tastes of water.", axis(5))])
+    garden = doc_with("garden.md", "Water boils away in summer. Kettle plants.", [("Water boils away in summer.", axis(6))])
+    report = doc_with("report.pdf", "Budget spent on water.", [("Budget spent on water.", axis(7))], collection="zoo")
+    put(backend, kettle, garden, report)
+    boils = kettle[1][1].id
+    found = backend.named_search("How fast does water boil in the tea kettle?", 5)
+    assert found[0][0] == boils and {cid for cid, _ in found} <= {c.id for c in kettle[1]}, "only the named note"
+    assert {cid for cid, _ in found} == {kettle[1][1].id, kettle[1][2].id}, "chunks without another word are left out"
+    assert backend.named_search("tea-kettle water", 5)[0][0] in {kettle[1][1].id, kettle[1][2].id}
+    assert [cid for cid, _ in backend.named_search("report water", 5)] == [report[1][0].id], "a file name's suffix"
+    assert backend.named_search("water boils fast", 5) == [], "no note named"
+    assert backend.named_search("the tea kettle", 5) == [], "nothing but the name"
+    assert backend.named_search("tea kettle water", 5, Filter(source_prefix="zoo/")) == []
+    namesakes = [doc_with("index.md", "Water notes.", [("Water notes.", axis(8, tilt=i + 1))], collection=f"c{i}")
+                 for i in range(4)]
+    put(backend, *namesakes)
+    assert backend.named_search("index water", 5) == [], "a name four notes share names none of them"
+    put(backend, doc_with("the.md", "Water the lawn.", [("Water the lawn.", axis(9))]))
+    assert backend.named_search("the water", 5) == [], "a stop word names nothing"
+
+
 def test_filters_restrict_both_searches(backend):
     gamma = doc_with("gamma.md", "Zebras are striped.", [("Zebras are striped.", axis(0, tilt=5))], tags=["animals"],
                      collection="zoo")

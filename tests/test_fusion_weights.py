@@ -41,6 +41,9 @@ class Backend:
     def lexical_search(self, text, k, where=None):
         return LEXICAL[:k]
 
+    def named_search(self, text, k, where=None):
+        return []
+
     def chunks(self, ids):
         return {cid: SimpleNamespace(doc_id=cid, source=f"n{cid}.md", title="", start=0, end=1, text="x", headings=[])
                 for cid in ids}

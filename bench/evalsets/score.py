@@ -74,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, default=None, help="folder for the ingested sets (reused when present)")
     parser.add_argument("--set", action="append", default=None, help="set name, e.g. manpages-unstructured (repeatable)")
+    parser.add_argument("--min-relative-score", type=float, default=None, metavar="F",
+                        help="search with this cutoff (0: none) instead of the default")
     args = parser.parse_args(argv)
+    search = {} if args.min_relative_score is None else {"min_relative_score": args.min_relative_score}
     root = args.keep or Path(tempfile.mkdtemp(prefix="evalsets-"))
     names = args.set or sorted(p.stem for p in HERE.glob("*.json"))
     results = {}
     for name in names:
-        results[name] = score_set(HERE / f"{name}.json", root / name)
+        results[name] = score_set(HERE / f"{name}.json", root / name, **search)
         print(f"{name}: {results[name]}", flush=True)
     return 0
 
