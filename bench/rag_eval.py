@@ -1,6 +1,6 @@
 """Retrieval and answer quality on the labelled sample questions (samples/qa.json).
 
-    .venv/bin/python bench/rag_eval.py [--data DIR] [--max-tokens N --overlap N]
+    .venv/bin/python bench/rag_eval.py [--max-tokens N --overlap N] [--min-relative-score F]
 
 Prints recall@5 and MRR for dense, lexical and fused retrieval (a hit is relevant
 when its span contains the gold sentence's ``answer_contains`` text), the share of
@@ -36,13 +36,13 @@ def gold_span(nb, item):
     return doc["id"], pos, pos + len(item["answer_contains"])
 
 
-def evaluate(nb, qa, k=5):
+def evaluate(nb, qa, k=5, **search):
     results = {}
     for mode in ("dense", "lexical", "hybrid"):
         recall, rr = 0, 0.0
         for item in qa:
             doc_id, a, b = gold_span(nb, item)
-            hits = nb.search(item["question"], k=k, mode=mode)
+            hits = nb.search(item["question"], k=k, mode=mode, **search)
             for rank, h in enumerate(hits, start=1):
                 if h.doc_id == doc_id and h.start <= a and b <= h.end:
                     recall += 1
@@ -67,12 +67,15 @@ def main() -> None:
     parser.add_argument("--method", default="hybrid")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--min-relative-score", type=float, default=None, metavar="F",
+                        help="search (not ask) with this cutoff (0: none) instead of the default")
     args = parser.parse_args()
+    search = {} if args.min_relative_score is None else {"min_relative_score": args.min_relative_score}
     qa = json.loads((ROOT / "samples" / "qa.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         nb = Notebook(tmp)
         Ingestor(nb, ChunkSettings.of(args.method, max_tokens=args.max_tokens, overlap=args.overlap)).ingest_paths([ROOT / "samples" / "notes"])
-        results, cited, refused = evaluate(nb, qa)
+        results, cited, refused = evaluate(nb, qa, **search)
     print(f"chunking {args.method} {args.max_tokens}/{args.overlap}, {len(qa)} questions")
     print("| retrieval | recall@5 | MRR |\n|---|---|---|")
     for mode, (recall, mrr) in results.items():

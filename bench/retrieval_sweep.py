@@ -523,7 +523,7 @@ def record_rows(chroma_data: Path, sets_root: Path, fractions: list[float]) -> N
     notebook = Notebook(chroma_data)
     try:
         for fraction in fractions:
-            search = {} if fraction == 0 else {"min_relative_score": fraction}
+            search = {"min_relative_score": fraction}  # 0: no cutoff
             retrievals = [[chroma_bench.Retrieved(Path(h.source).stem, h.start, h.end)
                            for h in notebook.search(q.text, k=5, **search)] for q in questions]
             c = chroma_bench.mean_scores(questions, retrievals)

@@ -363,9 +363,12 @@ class Store:
         if match is None:
             return []
         doc_ids = sorted({i for ids in named.values() for i in ids})
+        # CROSS JOIN keeps the full-text scan outside: FTS5 given the chunk ids would run
+        # the whole match once per id (60 ms for one 400-chunk note, against 0.4 ms).
         rows = self.db.execute(
-            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN "
-            f"(SELECT id FROM chunks WHERE doc_id IN ({','.join('?' * len(doc_ids))})) ORDER BY bm25(chunks_fts) LIMIT ?",
+            "SELECT s.id, s.score FROM (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts "
+            "WHERE chunks_fts MATCH ?) AS s CROSS JOIN chunks AS c ON c.id = s.id "
+            f"WHERE c.doc_id IN ({','.join('?' * len(doc_ids))}) ORDER BY s.score LIMIT ?",
             (match, *doc_ids, k if allowed is None else max(k * 20, 200)),
         ).fetchall()
         return [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed][:k]
@@ -373,7 +376,7 @@ class Store:
     def _match(self, query: str) -> str | None:
         """The FTS5 query of ``query``'s words: stop words left out, and words most chunks
         hold too while rarer ones remain; None when no word is left."""
-        terms = [t for t in _FTS_TERM.findall(query.lower()) if t not in _STOPWORDS]
+        terms = list(dict.fromkeys(t for t in _FTS_TERM.findall(query.lower()) if t not in _STOPWORDS))  # once each
         if not terms:
             return None
         if len(terms) > 1:

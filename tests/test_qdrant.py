@@ -73,7 +73,8 @@ def test_dense_top5_equals_faiss_flat_and_hybrid_overlaps(twins):
     for question in questions():
         dense = [[h.chunk_id for h in nb.search(question, k=5, mode="dense")] for nb in twins]
         assert dense[0] == dense[1], question
-        hybrid = [{h.chunk_id for h in nb.search(question, k=5, mode="hybrid")} for nb in twins]
+        # the ranking, not the cutoff: the two BM25s differ, and so would which weak hits go
+        hybrid = [{h.chunk_id for h in nb.search(question, k=5, mode="hybrid", min_relative_score=0)} for nb in twins]
         overlaps.append(len(hybrid[0] & hybrid[1]) / 5)
     assert len(overlaps) >= 15 and sum(overlaps) / len(overlaps) >= 0.8, overlaps
 
