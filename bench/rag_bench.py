@@ -326,7 +326,7 @@ def fill_big(folder: Path) -> dict:
     fill_s = time.perf_counter() - t0
     counts = nb.store.counts()
     nb.store.close()
-    return {"fill_s": fill_s, **counts}
+    return {"fill_s": fill_s, **counts.to_dict()}
 
 
 # --- latency ------------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ def fts_analysis(nb, qs: list[str], total: int, df_limit: float = 0.05) -> list[
     """Where the FTS5 step's time goes: rows matched per query, and (an experiment
     in SQL only, the library is unchanged) the same query without its terms that
     occur in more than ``df_limit`` of the chunks."""
-    from retrieval.store import _FTS_TERM, _STOPWORDS
+    from retrieval.store import _FTS_TERM, STOP_WORDS
 
     db = nb.store.db
     sql = "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?"
@@ -472,7 +472,7 @@ def fts_analysis(nb, qs: list[str], total: int, df_limit: float = 0.05) -> list[
 
     rows, actual, pruned = [], [], []
     for q in qs:
-        terms = [t for t in _FTS_TERM.findall(q.lower()) if t not in _STOPWORDS]
+        terms = [t for t in _FTS_TERM.findall(q.lower()) if t not in STOP_WORDS]
         if not terms:
             continue
         match = " OR ".join(f'"{t}"' for t in terms)

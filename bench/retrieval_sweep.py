@@ -405,9 +405,9 @@ class TermWeights:
         self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
 
     def of(self, query: str) -> dict[str, float]:
-        from retrieval.store import _STOPWORDS  # the lexical index's stop words
+        from retrieval.store import STOP_WORDS  # the lexical index's stop words
 
-        return {t: self.idf[t] for t in set(_TERM.findall(query.lower())) - _STOPWORDS if t in self.idf}
+        return {t: self.idf[t] for t in set(_TERM.findall(query.lower())) - STOP_WORDS if t in self.idf}
 
 
 def focused(cands: list[Candidate], k: int, focus: Focus, docs: dict[str, str], query: str,

@@ -14,7 +14,10 @@ Rules every backend keeps:
   all; one writer at a time (``writer`` waits at most ``timeout`` seconds, then
   raises ``WriteLockTimeoutError``); readers never wait for a writer.
 - Scores: higher is better. ``vector_search`` gives cosine similarity (vectors
-  are L2-normalised), ``lexical_search`` BM25 over chunk text.
+  are L2-normalised), ``lexical_search`` BM25 over chunk text, ``named_search`` BM25
+  too, over the chunks of the notes whose name key the text holds
+  (``retrieval.vault``: names shared by more than ``MAX_NAMESAKES`` notes, or stop
+  words, name none), of the words left once the names are taken out.
 - A hit whose chunk is gone is dropped by search, so the vector side may lag a
   commit by a moment, never the chunks themselves.
 - Links (schema 3): ``put`` stores a record's ``aliases``, ``links`` and

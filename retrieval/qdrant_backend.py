@@ -59,7 +59,7 @@ from .qdrant_lexical import document_sparse, query_sparse
 from .qdrant_store import QdrantStore, chunk_payload, dirs_of, document_payload, meta_payload
 from .records import (Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
                       EmbeddingInfo, Filter, IndexState, Known, LinkOut, NoteLinks, StoredChunk)
-from .store import _STOPWORDS  # the stop words both backends' BM25 leaves out
+from .store import STOP_WORDS  # the stop words both backends' BM25 leaves out
 from .vault import name_key, named_documents, names_in, resolve, without_names
 
 INFO_FIELDS = ("source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at", "collection", "path")
@@ -148,7 +148,7 @@ class QdrantBackend:
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
 
     def named_search(self, text: str, k: int, where: Filter | None = None) -> list[tuple[int, float]]:
-        named = named_documents(self.store.documents_named(names_in(text)), _STOPWORDS)
+        named = named_documents(self.store.documents_named(names_in(text)), STOP_WORDS)
         query = query_sparse(without_names(text, named)) if named else None
         if query is None or not query.indices:
             return []

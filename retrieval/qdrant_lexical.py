@@ -15,7 +15,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 
-from .store import _STOPWORDS, _stem  # the stemmer and stop words the default backend's BM25 uses
+from .store import STOP_WORDS, _stem  # the stemmer and stop words the default backend's BM25 uses
 
 K1 = 1.2  # BM25's term-frequency saturation
 B = 0.75  # BM25's length normalisation
@@ -30,7 +30,7 @@ class Sparse:
 
 def terms(text: str) -> list[int]:
     """The indices of the stemmed words of ``text``, stop words left out, in order."""
-    return [zlib.crc32(_stem(w).encode("utf-8")) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    return [zlib.crc32(_stem(w).encode("utf-8")) for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
 
 
 def document_sparse(text: str, avg_len: float) -> Sparse:

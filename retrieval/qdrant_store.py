@@ -200,9 +200,10 @@ class QdrantStore:
         """``where`` (a filter, None or NOTHING) narrowed to the chunks of ``doc_ids``."""
         if where is NOTHING:
             return NOTHING
-        must = [*(where.must or [])] if where is not None else []
-        must.append(self.m.FieldCondition(key="doc_id", match=self.m.MatchAny(any=list(doc_ids))))
-        return self.m.Filter(must=must)
+        within = self.m.FieldCondition(key="doc_id", match=self.m.MatchAny(any=list(doc_ids)))
+        if where is None:
+            return self.m.Filter(must=[within])
+        return self.m.Filter(must=[*(where.must or []), within], should=where.should, must_not=where.must_not)
 
     def document_payload(self, doc_id: int, fields: Sequence[str]) -> dict | None:
         return self.documents_by_id([doc_id], fields).get(doc_id)

@@ -24,8 +24,10 @@ LEXICAL_WEIGHT = 3.0
 MAX_LEXICAL_WEIGHT = 100.0
 # The third list of hybrid fusion, the named notes' chunks, counts as much as the dense one.
 NAMED_WEIGHT = 1.0
-# Hybrid search's cutoff when a request gives none (README, "Focused hits"): with it the
-# Chroma benchmark passes both published bests, at a cost of at most 1.5 nDCG points on the own sets.
+# Hybrid search's cutoff when a request gives none (README, "Named notes and the default
+# cutoff"): with it the Chroma benchmark passes both published bests, at a cost of at
+# most 1.5 nDCG points on the own sets. Ties or a deleted chunk at the top of a list
+# count as disagreement: then every hit stays.
 MIN_RELATIVE_SCORE = 0.86
 FILTER_KEYS = ("source_prefix", "tags")
 
@@ -73,12 +75,14 @@ class Searcher:
         lexical: Ranking = []
         named: Ranking = []
         pending = None
-        if mode == "hybrid":  # BM25 and the query embedding both release the GIL: run them side by side
-            pending = _lexical_pool().submit(self._lexical_lists, query, candidates, where)
+        if mode == "hybrid":  # BM25 and the query embedding release the GIL: run them side by side
+            pool = _lexical_pool()
+            pending = (pool.submit(self.backend.lexical_search, query, candidates, where),
+                       pool.submit(self.backend.named_search, query, candidates, where))
         if mode in ("hybrid", "dense"):
             dense = self.backend.vector_search(self.embed([query])[0], candidates, where)
         if pending is not None:
-            lexical, named = pending.result()
+            lexical, named = (future.result() for future in pending)
         elif mode == "lexical":
             lexical = self.backend.lexical_search(query, candidates, where)
         if mode == "dense":
@@ -89,12 +93,10 @@ class Searcher:
             ranked = fuse([dense, lexical, named], weights=(1.0, self.lexical_weight, NAMED_WEIGHT))
         strong = None
         if fraction:
+            # hybrid: measure the others by the first hit only when both rankings put it first
             leaders = [ranking[0][0] if ranking else None for ranking in (dense, lexical)] if mode == "hybrid" else None
             strong = relative_cutoff([dense, lexical, named], fraction, leaders)
         return self._hits(ranked, k, dict(dense), dict(lexical), strong)
-
-    def _lexical_lists(self, query: str, k: int, where: Filter | None) -> tuple[Ranking, Ranking]:
-        return self.backend.lexical_search(query, k, where), self.backend.named_search(query, k, where)
 
     def _hits(self, ranked: Ranking, k: int, dense: dict[int, float], lexical: dict[int, float],
               strong: Callable[[int, int], bool] | None = None) -> list[Hit]:

@@ -14,21 +14,23 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable
 from urllib.parse import quote
 
 NOTE_SUFFIX = ".md"
 VAULT_MARKER = ".obsidian"  # a folder holding this sub-folder is an Obsidian vault
 # A query names a note when it holds the note's name key (its file name, lower case,
-# without ``.md``): up to NAME_WORDS consecutive words joined by a space, '-' or '_',
-# or followed by the suffix of another loadable file. A name more than
-# MAX_NAMESAKES notes share names none of them ("index", "readme").
+# without ``.md``): up to NAME_WORDS consecutive words joined by a space, '-', '_' or
+# '.', or followed by the suffix of another loadable file. A name more than
+# MAX_NAMESAKES notes share names none of them ("index", "readme"), and a query names
+# at most MAX_NAMED_NOTES notes.
 NAME_WORDS = 4
-NAME_JOINS = (" ", "-", "_")
+NAME_JOINS = (" ", "-", "_", ".")
 NAME_SUFFIXES = ("", ".txt", ".markdown", ".rst", ".html", ".htm", ".pdf")
 MAX_NAMESAKES = 3
+MAX_NAMED_NOTES = 64
 MAX_NAME_QUERY_WORDS = 64  # words of a query looked at for names
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"[^\W_]+")  # '_' joins words in file names, so it splits them here
 
 
 def link_key(target_or_path: str) -> str:
@@ -47,7 +49,7 @@ def name_key(target_or_path: str) -> str:
 def names_in(query: str) -> list[str]:
     """The name keys ``query`` may hold, to look up among the documents' ``name_key``s."""
     words = _WORD.findall(query.lower())[:MAX_NAME_QUERY_WORDS]
-    runs = {words[i]: None for i in range(len(words))}
+    runs = dict.fromkeys(words)
     for size in range(2, NAME_WORDS + 1):
         for i in range(len(words) - size + 1):
             runs.update((join.join(words[i:i + size]), None) for join in NAME_JOINS)
@@ -56,18 +58,30 @@ def names_in(query: str) -> list[str]:
 
 def named_documents(found: Iterable[tuple[str, int]], stop_words: frozenset[str] = frozenset()) -> dict[str, list[int]]:
     """``{name key: document ids}`` from the (name key, id) pairs a lookup of ``names_in``
-    found, leaving out names too many documents share and names that are stop words."""
+    found, leaving out names too many documents share and names that are only stop
+    words; at most ``MAX_NAMED_NOTES`` documents in all."""
     by_name: dict[str, list[int]] = {}
     for name, doc_id in found:
         by_name.setdefault(name, []).append(doc_id)
-    return {name: sorted(ids) for name, ids in by_name.items()
-            if len(ids) <= MAX_NAMESAKES and not set(_WORD.findall(name)) <= stop_words}
+    named, count = {}, 0
+    for name in sorted(by_name):
+        ids = sorted(set(by_name[name]))
+        if len(ids) > MAX_NAMESAKES or set(_WORD.findall(_without_suffix(name))) <= stop_words:
+            continue
+        if count + len(ids) > MAX_NAMED_NOTES:
+            break
+        named[name], count = ids, count + len(ids)
+    return named
 
 
-def without_names(query: str, names: Sequence[str] | Mapping[str, object]) -> str:
+def without_names(query: str, names: Iterable[str]) -> str:
     """``query``'s words less those of ``names``: what ranks the named notes' chunks."""
     spent = {word for name in names for word in _WORD.findall(name.lower())}
     return " ".join(word for word in _WORD.findall(query.lower()) if word not in spent)
+
+
+def _without_suffix(name: str) -> str:
+    return next((name[: -len(s)] for s in NAME_SUFFIXES[1:] if name.endswith(s)), name)
 
 
 def resolve(target: str, documents: Iterable[tuple[int, str]]) -> int | None:

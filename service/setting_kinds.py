@@ -53,15 +53,16 @@ def _whole(low: int, high: int | None) -> Callable[[Any], int]:
     return parse
 
 
-def _number(low: float, high: float | None) -> Callable[[Any], float]:
-    """A number in (low, high]."""
+def _number(low: float, high: float | None, *, low_included: bool = False) -> Callable[[Any], float]:
+    """A number in (low, high], or [low, high] with ``low_included``."""
 
     def parse(raw: Any) -> float:
         try:
             value = float(raw)
         except ValueError:
             raise ValueError() from None
-        if not value > low or (high is not None and value > high) or value != value:
+        above = value >= low if low_included else value > low
+        if not above or (high is not None and value > high) or value != value:
             raise ValueError()
         return value
 
@@ -84,6 +85,10 @@ def positive_integer() -> Kind:
 
 def number(low: float, high: float) -> Kind:
     return Kind(f"a number over {low:g} and at most {high:g}", _number(low, high), (int, float))
+
+
+def fraction() -> Kind:
+    return Kind("a number from 0 to 1", _number(0, 1, low_included=True), (int, float))
 
 
 def positive_number() -> Kind:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from ingest.loaders import DEFAULT_LIMITS
 
 from .capacity import parse_limits
-from .setting_kinds import (FLAG, NAME, OPTIONAL_NAME, PATH, PATHS, SECRET, Kind, choice, number, positive_integer,
+from .setting_kinds import (FLAG, NAME, OPTIONAL_NAME, PATH, PATHS, SECRET, Kind, choice, fraction, number, positive_integer,
                             positive_number, whole)
 
 CONFIG_ENV = "NOTELOOM_CONFIG"
@@ -140,7 +140,7 @@ class Settings:
                                     number(0, 100))
     min_relative_score: float = setting(0.86, "NOTELOOM_MIN_RELATIVE_SCORE",
                                         "hybrid search: when the first hit leads both rankings, leave out hits under "
-                                        "this share of the best scores; 0: never", number(0, 1))
+                                        "this share of the best scores; 0: never", fraction())
     # --- the HTTP server
     api_key: str = setting("", "NOTELOOM_API_KEY", "key every endpoint but /health needs; empty: none", SECRET)
     max_generations: int = setting(1, "NOTELOOM_MAX_GENERATIONS", "image generations running at once", whole(1, 64))

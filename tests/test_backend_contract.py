@@ -223,12 +223,20 @@ def test_named_search_ranks_the_notes_a_query_names_by_its_other_words(backend):
     assert backend.named_search("water boils fast", 5) == [], "no note named"
     assert backend.named_search("the tea kettle", 5) == [], "nothing but the name"
     assert backend.named_search("tea kettle water", 5, Filter(source_prefix="zoo/")) == []
+    inside = Filter(source_prefix="notes/Tea")  # not a folder: resolved to documents
+    assert {cid for cid, _ in backend.named_search("tea kettle water", 5, inside)} == {kettle[1][1].id, kettle[1][2].id}
+    assert backend.named_search("tea_kettle water", 5)[0][0] in {kettle[1][1].id, kettle[1][2].id}
     namesakes = [doc_with("index.md", "Water notes.", [("Water notes.", axis(8, tilt=i + 1))], collection=f"c{i}")
                  for i in range(4)]
     put(backend, *namesakes)
     assert backend.named_search("index water", 5) == [], "a name four notes share names none of them"
-    put(backend, doc_with("the.md", "Water the lawn.", [("Water the lawn.", axis(9))]))
+    put(backend, doc_with("the.md", "Water the lawn.", [("Water the lawn.", axis(9))]),
+        doc_with("how-to.txt", "Water weekly.", [("Water weekly.", axis(10))]))
     assert backend.named_search("the water", 5) == [], "a stop word names nothing"
+    assert backend.named_search("how to water", 5) == [], "nor do stop words with a file suffix"
+    node = doc_with("node.js.md", "Install with npm.", [("Install with npm.", axis(11))])
+    put(backend, node)
+    assert [cid for cid, _ in backend.named_search("install node.js", 5)] == [node[1][0].id]
 
 
 def test_filters_restrict_both_searches(backend):

@@ -84,9 +84,11 @@ def test_cli_ingest_search_ask_status_json(tmp_path, notes_dir):
     every = json.loads(cli("search", "reciprocal rank fusion", "-k", "3", "--min-relative-score", "0", "--json",
                            data=data).stdout)["hits"]
     assert len(every) == 3 and {"chunk_id", "source", "start", "end", "text", "score"} <= set(every[0])
-    # by default, a sure first hit leaves the weak ones out
+    # by default, a sure first hit leaves the weak ones out: the setting's cutoff
     hits = json.loads(cli("search", "reciprocal rank fusion", "-k", "3", "--json", data=data).stdout)["hits"]
-    assert 1 <= len(hits) <= 3 and hits[0] == every[0]
+    cut = json.loads(cli("search", "reciprocal rank fusion", "-k", "3", "--min-relative-score", "0.86", "--json",
+                         data=data).stdout)["hits"]
+    assert hits == cut and 1 <= len(hits) < 3 and hits[0] == every[0]
     answer = json.loads(cli("ask", "What does BREAK do in a prompt?", "--json", data=data).stdout)
     assert answer["covered"] and {"source", "start", "end", "text"} <= set(answer["citations"][0])
     status = json.loads(cli("status", "--json", data=data).stdout)
