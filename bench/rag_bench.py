@@ -445,7 +445,6 @@ def latency(folder: Path, label: str, report: list[str], n_search: int, n_ask: i
         report += [f"`{name}` misses the target; cProfile of 60 searches (cumulative):", "", "```", profile_top(run, 18), "```", ""]
     if big:
         report += fts_analysis(nb, qs, counts["chunks"])
-        report += parallel_hybrid(nb, qs, n_search)
     nb.store.close()
 
 
@@ -496,39 +495,6 @@ def fts_analysis(nb, qs: list[str], total: int, df_limit: float = 0.05) -> list[
         "",
         f"Over all {len(actual)} queries, FTS5 step p50 / p99: {B.pct(actual, 50):.1f} / {B.pct(actual, 99):.1f} ms as is, "
         f"{B.pct(pruned, 50):.1f} / {B.pct(pruned, 99):.1f} ms without the terms in more than {df_limit * 100:.0f}% of the chunks.",
-        "",
-    ]
-
-
-def parallel_hybrid(nb, qs: list[str], n: int) -> list[str]:
-    """Experiment: hybrid search with its dense and lexical halves in two threads
-    (what Notebook.search does, re-done here; the library is unchanged)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from retrieval import fuse
-
-    pool = ThreadPoolExecutor(1)
-
-    def one(q: str):
-        lexical = pool.submit(nb.store.lexical, q, 20)  # the worker thread opens its own SQLite connection
-        qvec = nb.embed([q])[0]
-        with nb._lock:
-            dense = nb.index().search(qvec, 20)
-        ranked = fuse([dense, lexical.result()])
-        return nb.store.chunks(cid for cid, _ in ranked[:10])
-
-    for q in qs[:10]:
-        one(q)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        one(qs[i % len(qs)])
-        times.append(time.perf_counter() - t0)
-    pool.shutdown()
-    return [
-        f"Experiment: hybrid search with the query embedding + FAISS in one thread and the FTS5 query in another (same steps "
-        f"as `Notebook.search`, re-done in the benchmark): p50 {B.pct(times, 50) * 1000:.1f} ms, p99 {B.pct(times, 99) * 1000:.1f} ms "
-        f"over {n} queries.",
         "",
     ]
 
