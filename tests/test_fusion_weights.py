@@ -9,7 +9,7 @@ import pytest
 import chunkers
 from ingest import ChunkSettings
 from retrieval import RetrievalError, fuse
-from retrieval.search import LEXICAL_WEIGHT, RRF_K, Searcher
+from retrieval.search import LEXICAL_WEIGHT, MIN_RELATIVE_SCORE, RRF_K, Searcher
 from service import wiring
 from service.settings import Settings, SettingsError, load_settings
 
@@ -68,18 +68,23 @@ def test_a_bad_lexical_weight_is_refused_with_its_value(bad):
     assert str(caught.value).endswith(f"got {bad!r}")
 
 
-def test_the_setting_reaches_the_notebook(tmp_path):
-    assert Settings().lexical_weight == LEXICAL_WEIGHT
-    settings = load_settings({"NOTELOOM_LEXICAL_WEIGHT": "1.5", "NOTELOOM_EMBEDDING_MODEL": "hashing"})
-    assert settings.lexical_weight == 1.5 and settings.source("lexical_weight") == "env NOTELOOM_LEXICAL_WEIGHT"
+@pytest.mark.parametrize("name, default, raw, want, bad", [
+    ("lexical_weight", LEXICAL_WEIGHT, "1.5", 1.5, ("0", "-2", "lots", "1000")),
+    ("min_relative_score", MIN_RELATIVE_SCORE, "0", 0.0, ("-0.1", "1.5", "lots", "nan")),  # 0: no cutoff
+])
+def test_the_search_settings_reach_the_notebook(tmp_path, name, default, raw, want, bad):
+    env = f"NOTELOOM_{name.upper()}"
+    assert getattr(Settings(), name) == default
+    settings = load_settings({env: raw, "NOTELOOM_EMBEDDING_MODEL": "hashing"})
+    assert getattr(settings, name) == want and settings.source(name) == f"env {env}"
     notebook = wiring.notebook(settings, tmp_path / "data")
     try:
-        assert notebook.searcher.lexical_weight == 1.5
+        assert getattr(notebook.searcher, name) == want
     finally:
         notebook.close()
-    for bad in ("0", "-2", "lots", "1000"):
-        with pytest.raises(SettingsError, match="NOTELOOM_LEXICAL_WEIGHT"):
-            load_settings({"NOTELOOM_LEXICAL_WEIGHT": bad})
+    for value in bad:
+        with pytest.raises(SettingsError, match=env):
+            load_settings({env: value})
 
 
 def test_the_default_chunking_joins_tiny_sections():

@@ -207,20 +207,3 @@ def test_the_http_api_the_mcp_tools_and_the_cli_take_it(tmp_path, capsys):
     assert main(["--data", str(data), "search", "kettle", "--min-relative-score", "2"]) == 2
     assert "min_relative_score must be a number from 0 to 1" in capsys.readouterr().err
 
-
-def test_the_cutoff_setting_reaches_the_notebook_and_zero_turns_it_off(tmp_path):
-    from service import wiring
-    from service.settings import Settings, SettingsError, load_settings
-
-    assert Settings().min_relative_score == MIN_RELATIVE_SCORE
-    for raw, want in (("0", 0.0), ("0.5", 0.5), ("1", 1.0)):
-        settings = load_settings({"NOTELOOM_MIN_RELATIVE_SCORE": raw, "NOTELOOM_EMBEDDING_MODEL": "hashing"})
-        assert settings.min_relative_score == want and settings.source("min_relative_score") == "env NOTELOOM_MIN_RELATIVE_SCORE"
-    notebook = wiring.notebook(settings, tmp_path / "data")
-    try:
-        assert notebook.searcher.min_relative_score == 1.0
-    finally:
-        notebook.close()
-    for bad in ("-0.1", "1.5", "lots", "nan"):
-        with pytest.raises(SettingsError, match="NOTELOOM_MIN_RELATIVE_SCORE"):
-            load_settings({"NOTELOOM_MIN_RELATIVE_SCORE": bad})
