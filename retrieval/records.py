@@ -207,6 +207,7 @@ class Hit(Record):
     headings: list[str] = field(default_factory=list)
     dense_score: float | None = None
     lexical_score: float | None = None
+    named_score: float | None = None  # BM25 within the notes the query names (Searcher.search)
 
 
 @dataclass(frozen=True)

@@ -96,10 +96,12 @@ class Searcher:
             # hybrid: measure the others by the first hit only when both rankings put it first
             leaders = [ranking[0][0] if ranking else None for ranking in (dense, lexical)] if mode == "hybrid" else None
             strong = relative_cutoff([dense, lexical, named], fraction, leaders)
-        return self._hits(ranked, k, dict(dense), dict(lexical), strong)
+        return self._hits(ranked, k, [dict(dense), dict(lexical), dict(named)], strong)
 
-    def _hits(self, ranked: Ranking, k: int, dense: dict[int, float], lexical: dict[int, float],
+    def _hits(self, ranked: Ranking, k: int, scores: Sequence[dict[int, float]],
               strong: Callable[[int, int], bool] | None = None) -> list[Hit]:
+        """The first ``k`` hits of ``ranked`` whose chunks still exist (and that ``strong``
+        keeps), each with its scores in ``scores``: the dense, BM25 and named lists'."""
         rows = self.backend.chunks(cid for cid, _ in ranked[: k * 2])
         hits: list[Hit] = []
         for cid, score in ranked:
@@ -109,7 +111,7 @@ class Searcher:
             if hits and strong is not None and not strong(cid, hits[0].chunk_id):
                 continue
             hits.append(Hit(cid, row.doc_id, row.source, row.title, row.start, row.end, row.text, score, row.headings,
-                            dense.get(cid), lexical.get(cid)))
+                            *(found.get(cid) for found in scores)))
             if len(hits) == k:
                 break
         return hits

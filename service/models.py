@@ -244,6 +244,7 @@ class Hit(Struct):
     headings: list[str]
     dense_score: float | None
     lexical_score: float | None
+    named_score: float | None = None  # BM25 within the notes the query names by file name
     open_url: str | None = None  # opens the note in Obsidian (a vault) or as a file:// URL at its line
 
 

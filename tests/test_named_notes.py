@@ -41,7 +41,12 @@ def test_a_named_notes_passage_outranks_those_that_only_repeat_the_name(tmp_path
         hits = nb.search(question, k=3, min_relative_score=0)
         assert Path(hits[0].source).name == "ls.md" and "--kibibytes: print" in hits[0].text, [h.text for h in hits]
         assert nb.document(hits[0].doc_id).text[hits[0].start:hits[0].end] == hits[0].text
-        assert nb.backend.named_search(question, 5)[0][0] == hits[0].chunk_id
+        assert nb.backend.named_search(question, 5)[0][0] == hits[0].chunk_id and hits[0].named_score > 0
+        # the HTTP API and the MCP tools show the score it came by
+        from service.responses import search_response
+
+        shown = search_response(nb, question, 3, None, "hybrid", 0).hits[0]
+        assert (shown.chunk_id, shown.named_score) == (hits[0].chunk_id, hits[0].named_score)
         # the note's name alone gives its passages no order
         assert nb.backend.named_search("ls", 5) == []
     finally:

@@ -85,8 +85,10 @@ def test_hybrid_search_cuts_only_when_the_first_hit_leads_both_rankings():
 def test_the_named_notes_ranking_joins_the_fusion_and_vouches_for_its_hits():
     plain = ids(searcher().search("q", k=6))
     # 5 is weak in the dense list and missing from BM25's; the named notes' list puts it first
-    ranked = ids(searcher(named=[(5, 7.0)]).search("q", k=6))
+    found = searcher(named=[(5, 7.0)]).search("q", k=6)
+    ranked = ids(found)
     assert ranked.index(5) < plain.index(5) and ranked[0] == 1
+    assert [h.named_score for h in found if h.chunk_id == 5] == [7.0] and found[0].named_score is None
     kept = ids(searcher(named=[(5, 7.0)]).search("q", k=6, min_relative_score=0.8))
     assert 5 in kept and 4 not in kept, "5 leads the named list; 4 is weak in every list"
     assert 5 not in ids(searcher().search("q", k=6, min_relative_score=0.8))
