@@ -60,7 +60,7 @@ from .qdrant_store import QdrantStore, chunk_payload, dirs_of, document_payload,
 from .records import (Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord, DocumentSummary,
                       EmbeddingInfo, Filter, IndexState, Known, LinkOut, NoteLinks, StoredChunk)
 from .store import STOP_WORDS  # the stop words both backends' BM25 leaves out
-from .vault import name_key, named_documents, names_in, resolve, without_names
+from .vault import name_key, named_notes, resolve
 
 INFO_FIELDS = ("source", "title", "kind", "mtime", "size", "content_hash", "chunker", "tags", "added_at", "collection", "path")
 LINK_FIELDS = ("aliases", "line_offset")  # absent from documents stored before links (read as none)
@@ -148,11 +148,10 @@ class QdrantBackend:
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
 
     def named_search(self, text: str, k: int, where: Filter | None = None) -> list[tuple[int, float]]:
-        named = named_documents(self.store.documents_named(names_in(text)), STOP_WORDS)
-        query = query_sparse(without_names(text, named)) if named else None
+        doc_ids, rest = named_notes(text, self.store.documents_named, STOP_WORDS)
+        query = query_sparse(rest) if doc_ids else None
         if query is None or not query.indices:
             return []
-        doc_ids = sorted({i for ids in named.values() for i in ids})
         return self.store.search("lexical", query, k, self.store.within_documents(self._where(where), doc_ids))
 
     def hybrid_search(self, text: str, vector: np.ndarray, k: int, where: Filter | None = None) -> list[tuple[int, float]]:

@@ -20,7 +20,7 @@ from .errors import DocumentNotFoundError
 from .records import (LEGACY_COLLECTION, Backlink, ChunkRecord, Collection, Counts, Document, DocumentInfo, DocumentRecord,
                       DocumentSummary, Known, LinkOut, NoteLinks, StoredChunk, chunk_id, document_id, source_name,
                       stable_id)
-from .vault import name_key, named_documents, names_in, resolve, without_names
+from .vault import name_key, named_notes, resolve
 
 __all__ = ["LEGACY_COLLECTION", "ChunkRecord", "Collection", "DocumentRecord", "Known", "Store", "chunk_id",
            "document_id", "source_name", "stable_id"]
@@ -352,17 +352,10 @@ class Store:
     def named(self, query: str, k: int, allowed: set[int] | frozenset[int] | None = None) -> list[tuple[int, float]]:
         """The chunks of the notes ``query`` names (``vault.names_in``), ranked by BM25 of
         its other words; empty when it names none or has no other word."""
-        keys = names_in(query)
-        found = []
-        for at in range(0, len(keys), _NAME_BATCH):
-            batch = keys[at:at + _NAME_BATCH]
-            found += self.db.execute(f"SELECT link_name, id FROM documents WHERE link_name IN ({','.join('?' * len(batch))})",
-                                     batch).fetchall()
-        named = named_documents(found, STOP_WORDS)
-        match = self._match(without_names(query, named)) if named else None
+        doc_ids, rest = named_notes(query, self._documents_named, STOP_WORDS)
+        match = self._match(rest) if doc_ids else None
         if match is None:
             return []
-        doc_ids = sorted({i for ids in named.values() for i in ids})
         if allowed is not None:  # filters pass or stop whole documents
             doc_ids = sorted({d for d, c in self.db.execute(
                 f"SELECT doc_id, id FROM chunks WHERE doc_id IN ({','.join('?' * len(doc_ids))})", doc_ids) if c in allowed})
@@ -378,6 +371,15 @@ class Store:
         ).fetchall()
         return [(r[0], -float(r[1])) for r in rows if allowed is None or r[0] in allowed]
 
+    def _documents_named(self, keys: list[str]) -> list[tuple[str, int]]:
+        """(name key, id) of the documents whose ``link_name`` is one of ``keys``."""
+        found = []
+        for at in range(0, len(keys), _NAME_BATCH):
+            batch = keys[at:at + _NAME_BATCH]
+            found += self.db.execute(f"SELECT link_name, id FROM documents WHERE link_name IN ({','.join('?' * len(batch))})",
+                                     batch).fetchall()
+        return found
+
     def _match(self, query: str) -> str | None:
         """The FTS5 query of ``query``'s words: stop words left out, and words most chunks
         hold too while rarer ones remain; None when no word is left."""
@@ -386,7 +388,7 @@ class Store:
             return None
         if len(terms) > 1:
             common = self.common_terms(terms)
-            if len(common) < len(set(terms)):
+            if len(common) < len(terms):
                 terms = [t for t in terms if t not in common]
         return " OR ".join(f'"{t}"' for t in terms)
 

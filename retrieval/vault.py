@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Callable, Iterable
 from urllib.parse import quote
 
 NOTE_SUFFIX = ".md"
@@ -72,6 +72,17 @@ def named_documents(found: Iterable[tuple[str, int]], stop_words: frozenset[str]
             break
         named[name], count = ids, count + len(ids)
     return named
+
+
+def named_notes(query: str, lookup: Callable[[list[str]], Iterable[tuple[str, int]]],
+                stop_words: frozenset[str] = frozenset()) -> tuple[list[int], str]:
+    """The ids of the documents ``query`` names and the words left to rank their chunks
+    by (``([], "")`` when it names none). ``lookup(keys)`` gives the (name key, id) of
+    the documents whose name key is among ``keys``: each backend's own query."""
+    named = named_documents(lookup(names_in(query)), stop_words)
+    if not named:
+        return [], ""
+    return sorted({i for ids in named.values() for i in ids}), without_names(query, named)
 
 
 def without_names(query: str, names: Iterable[str]) -> str:
